@@ -1,0 +1,19 @@
+"""Shared fixtures: the real ILSVRC sample in ../shared (skipped when absent)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_SAMPLE = Path(os.environ.get("WSOL_SHARED_SAMPLE", REPO.parent / "shared" / "ilsvrc_val_sample"))
+
+
+@pytest.fixture(scope="session")
+def shared_sample() -> Path:
+    """``../shared/ilsvrc_val_sample`` (real ILSVRC-2012 validation data, never copied into the repo)."""
+    if not (SHARED_SAMPLE / "LOC_val_solution.csv").is_file():
+        pytest.skip(f"real ILSVRC sample not found at {SHARED_SAMPLE} (set WSOL_SHARED_SAMPLE)")
+    return SHARED_SAMPLE

@@ -1,0 +1,1 @@
+"""Metrics: the ILSVRC localisation evaluator and confidence intervals."""
