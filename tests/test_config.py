@@ -43,3 +43,17 @@ def test_wrong_type_fails_with_its_name():
         compose_cfg("dataset.limit=abc")
     assert isinstance(err.value.__cause__, ValidationError)
     assert "dataset.limit" in str(err.value.__cause__)
+
+
+def test_slurm_launcher_config_composes():
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+    assert cfg.hydra.launcher.gpus_per_node == 1
+
+
+def test_paper_experiment_sets_the_published_protocol():
+    cfg = compose_cfg("+experiment=ilsvrc2013", "dataset.root=/data/imagenet")
+    assert (cfg.saliency.crops, cfg.saliency.top_k) == (10, 5)
+    assert (cfg.segmentation.method, cfg.segmentation.fg_quantile, cfg.segmentation.bg_quantile) == ("graphcut", 0.95, 0.3)
+    assert cfg.dataset.name == "ilsvrc_val" and cfg.dataset.root == "/data/imagenet"

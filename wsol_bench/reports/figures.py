@@ -1,0 +1,52 @@
+"""Figures of a localisation run: image with boxes, saliency map, object mask (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+
+from wsol_bench.boxes import Box  # noqa: E402
+
+
+def _draw_box(ax, box: Sequence[int], colour: str, label: str | None = None, width: float = 2.0) -> None:
+    x0, y0, x1, y1 = box
+    ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False, ec=colour, lw=width))
+    if label:
+        ax.text(x0, y0, label, color="white", fontsize=7, va="bottom", bbox=dict(fc=colour, ec="none", pad=1))
+
+
+def save_localisation_figure(
+    path: Path,
+    image: np.ndarray,
+    gt_boxes: Sequence[Box],
+    predicted: Sequence[tuple[str, Sequence[int]]],
+    saliency: np.ndarray,
+    mask: np.ndarray | None,
+    title: str,
+) -> None:
+    """Three panels: the original image with ground truth (green) and predicted boxes
+    (top-1 red, others orange), the top-1 saliency map and its object mask (resized frame)."""
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4))
+    axes[0].imshow(image)
+    for b in gt_boxes:
+        _draw_box(axes[0], b.coords, "limegreen", "GT " + b.synset)
+    for rank, (name, box) in reversed(list(enumerate(predicted, start=1))):
+        _draw_box(axes[0], box, "red" if rank == 1 else "orange", f"{rank}: {name}", 2.5 if rank == 1 else 1.0)
+    axes[0].set_title(title, fontsize=9)
+    axes[1].imshow(saliency, cmap="gray")
+    axes[1].set_title("saliency (top-1 class)", fontsize=9)
+    if mask is not None:
+        axes[2].imshow(mask, cmap="gray")
+        axes[2].set_title("object mask (top-1 class)", fontsize=9)
+    for ax in axes:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)

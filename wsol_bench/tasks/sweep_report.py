@@ -1,0 +1,28 @@
+"""``task=sweep_report sweep.dir=MULTIRUN_DIR``: one table (CSV + Markdown) and a plot per sweep."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from wsol_bench.config import SweepConfig
+from wsol_bench.reports.sweep import collect_sweep, plot_sweep, swept_keys
+from wsol_bench.tasks import section
+
+
+def run(cfg: DictConfig) -> int:
+    """Writes ``sweep.csv``, ``sweep.md`` and ``sweep.png`` into ``sweep.dir``; returns the job count."""
+    sweep: SweepConfig = section(cfg, "sweep", SweepConfig)
+    if not sweep.dir:
+        raise ValueError("task=sweep_report needs sweep.dir=<a Hydra multirun folder>")
+    directory = Path(sweep.dir)
+    table = collect_sweep(directory)
+    table.to_csv(directory / "sweep.csv", index=False)
+    (directory / "sweep.md").write_text(table.to_markdown(index=False, floatfmt=".4f") + "\n", encoding="utf-8")
+    keys = swept_keys(table)
+    x = sweep.x or (keys[0] if keys else None)
+    if x is not None:
+        plot_sweep(table, x, directory / "sweep.png")
+    print(table.to_string(index=False))
+    return len(table)
