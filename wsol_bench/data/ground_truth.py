@@ -81,9 +81,16 @@ def read_annotation_xml(path: str | Path, synsets: SynsetTable | None = None) ->
 
 
 def read_annotation_dir(
-    directory: str | Path, image_ids: Iterable[str] | None = None, synsets: SynsetTable | None = None
+    directory: str | Path,
+    image_ids: Iterable[str] | None = None,
+    synsets: SynsetTable | None = None,
+    errors: dict[str, str] | None = None,
 ) -> GroundTruth:
-    """Read ``<image_id>.xml`` for each id (default: every ``*.xml`` in ``directory``)."""
+    """Read ``<image_id>.xml`` for each id (default: every ``*.xml`` in ``directory``).
+
+    A missing or bad file raises, unless ``errors`` is given: then its image id and the
+    reason are recorded there and reading goes on (long runs report such images).
+    """
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"{directory}: annotation folder not found")
@@ -95,10 +102,14 @@ def read_annotation_dir(
         paths = [directory / f"{i}.xml" for i in image_ids]
     out: GroundTruth = {}
     for p in paths:
-        if not p.is_file():
-            raise FileNotFoundError(f"{p}: no ground truth for image {p.stem} (file missing)")
-        ann = read_annotation_xml(p, synsets)
-        out[p.stem] = ann
+        try:
+            if not p.is_file():
+                raise FileNotFoundError(f"{p}: no ground truth for image {p.stem} (file missing)")
+            out[p.stem] = read_annotation_xml(p, synsets)
+        except (FileNotFoundError, ValueError) as err:
+            if errors is None:
+                raise
+            errors[p.stem] = str(err)
     return out
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from wsol_bench.config import DatasetConfig
@@ -65,6 +65,7 @@ class EvaluationSet:
     synsets: SynsetTable  # sorted-WNID order (model outputs)
     devkit_meta: SynsetTable | None  # ILSVRC2012_ID order, when meta.mat is known
     source: str  # where the ground truth came from, for messages and reports
+    unscored: dict[str, str] = field(default_factory=dict)  # image id -> why its ground truth is unusable
 
 
 def resolve_paths(cfg: DatasetConfig) -> DatasetConfig:
@@ -111,8 +112,13 @@ def validation_number(image_id: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def load_evaluation_set(cfg: DatasetConfig, need_images: bool = True) -> EvaluationSet:
-    """Images (if ``need_images``) and ground truth selected by ``cfg``."""
+def load_evaluation_set(cfg: DatasetConfig, need_images: bool = True, lenient: bool = False) -> EvaluationSet:
+    """Images (if ``need_images``) and ground truth selected by ``cfg``.
+
+    ``lenient`` (long runs): an image whose XML file is missing or malformed is not an
+    error but goes to ``unscored`` with the reason, out of the evaluated set. An image
+    missing from a solution CSV is always an error.
+    """
     cfg = resolve_paths(cfg)
     synsets = read_synset_mapping(cfg.synset_mapping) if cfg.synset_mapping else default_synsets()
     meta = read_devkit_meta(cfg.devkit_meta) if cfg.devkit_meta else None
@@ -125,27 +131,26 @@ def load_evaluation_set(cfg: DatasetConfig, need_images: bool = True) -> Evaluat
 
     if cfg.solution_csv:
         source = cfg.solution_csv
-        all_gt = read_solution_csv(cfg.solution_csv, synsets)
+        csv_gt = read_solution_csv(cfg.solution_csv, synsets)
+        candidates = list(paths) if paths else sorted(csv_gt)
     elif cfg.annotations:
         source = cfg.annotations
-        all_gt = read_annotation_dir(cfg.annotations, list(paths) if paths else None, synsets)
+        csv_gt = None
+        if not Path(cfg.annotations).is_dir():
+            raise FileNotFoundError(f"dataset.annotations={cfg.annotations}: folder not found")
+        candidates = list(paths) if paths else sorted(p.stem for p in Path(cfg.annotations).glob("*.xml"))
     else:
         raise ValueError("no ground truth: set dataset.solution_csv or dataset.annotations (or dataset.root)")
 
-    ids = list(paths) if paths else sorted(all_gt)
-    if cfg.image_ids:
-        wanted = set(cfg.image_ids)
-        unknown = wanted.difference(ids)
-        if unknown:
-            raise KeyError(f"dataset.image_ids: {sorted(unknown)[:5]} not among the {len(ids)} images")
-        ids = [i for i in ids if i in wanted]
-    if cfg.blacklist:
-        ids = _drop_blacklisted(ids, Path(cfg.blacklist))
-    if cfg.limit is not None:
-        ids = ids[: cfg.limit]
-    if not ids:
-        raise ValueError("the dataset selection is empty (check dataset.limit / dataset.image_ids)")
-    ground_truth = select(all_gt, ids, source)
+    ids = _select(candidates, cfg)
+    unscored: dict[str, str] = {}
+    if csv_gt is not None:
+        ground_truth = select(csv_gt, ids, source)
+    else:
+        ground_truth = read_annotation_dir(cfg.annotations, ids, synsets, errors=unscored if lenient else None)
+        ids = [i for i in ids if i not in unscored]
+        if not ids:
+            raise ValueError(f"{source}: none of the selected images has usable ground truth")
 
     if cfg.devkit_labels:
         if meta is None:
@@ -161,7 +166,25 @@ def load_evaluation_set(cfg: DatasetConfig, need_images: bool = True) -> Evaluat
         synsets=synsets,
         devkit_meta=meta,
         source=str(source),
+        unscored=unscored,
     )
+
+
+def _select(ids: list[str], cfg: DatasetConfig) -> list[str]:
+    """Apply ``image_ids``, the blacklist and ``limit`` (in that order) to sorted ids."""
+    if cfg.image_ids:
+        wanted = set(cfg.image_ids)
+        unknown = wanted.difference(ids)
+        if unknown:
+            raise KeyError(f"dataset.image_ids: {sorted(unknown)[:5]} not among the {len(ids)} images")
+        ids = [i for i in ids if i in wanted]
+    if cfg.blacklist:
+        ids = _drop_blacklisted(ids, Path(cfg.blacklist))
+    if cfg.limit is not None:
+        ids = ids[: cfg.limit]
+    if not ids:
+        raise ValueError("the dataset selection is empty (check dataset.limit / dataset.image_ids)")
+    return ids
 
 
 def _drop_blacklisted(ids: list[str], path: Path) -> list[str]:

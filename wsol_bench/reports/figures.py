@@ -40,8 +40,10 @@ def save_localisation_figure(
     for rank, (name, box) in reversed(list(enumerate(predicted, start=1))):
         _draw_box(axes[0], box, "red" if rank == 1 else "orange", f"{rank}: {name}", 2.5 if rank == 1 else 1.0)
     axes[0].set_title(title, fontsize=9)
-    axes[1].imshow(saliency, cmap="gray")
-    axes[1].set_title("saliency (top-1 class)", fontsize=9)
+    finite = saliency[np.isfinite(saliency)]
+    vmax = float(np.percentile(finite, 99)) if finite.size else 1.0
+    axes[1].imshow(saliency, cmap="gray", vmin=0.0, vmax=vmax or 1.0)
+    axes[1].set_title("saliency (top-1 class, clipped at its 99th percentile)", fontsize=9)
     if mask is not None:
         axes[2].imshow(mask, cmap="gray")
         axes[2].set_title("object mask (top-1 class)", fontsize=9)

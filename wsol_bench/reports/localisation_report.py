@@ -59,7 +59,12 @@ def write_localisation_report(
         write_devkit_predictions(out_dir / "predictions.devkit.txt", predictions, [r.image_id for r in records],
                                  data.devkit_meta)
     per_image = per_image_table(records).merge(scored, on="image_id", how="left")
-    per_image.to_csv(out_dir / "per_image.csv", index=False)
+    unscored = pd.DataFrame(
+        {"image_id": list(data.unscored), "status": "no_ground_truth", "error": list(data.unscored.values())}
+    )
+    listed = pd.concat([per_image, unscored], ignore_index=True) if len(unscored) else per_image
+    integer_columns = ["index", "width", "height", "n_fallback_boxes", "cls_rank", "loc_rank"]
+    listed.astype({c: "Int64" for c in integer_columns}).to_csv(out_dir / "per_image.csv", index=False)
     per_class = per_class_table(per_image, data)
     per_class.to_csv(out_dir / "per_class.csv", index=False)
 
@@ -67,6 +72,7 @@ def write_localisation_report(
     seconds = {c.removeprefix("seconds_"): float(ok[c].mean()) for c in ok.columns if c.startswith("seconds_")}
     extra = {
         "n_failed": int((per_image.status != "ok").sum()),
+        "n_unscored": len(data.unscored),  # images whose ground truth is unusable: reported, not scored
         "n_fallback_boxes": int(per_image["n_fallback_boxes"].sum()),
         "seconds_per_image": seconds,
         **description,
@@ -125,6 +131,8 @@ def report_markdown(metrics: LocalisationMetrics, extra: dict) -> str:
         glo, ghi = metrics.gt_known_loc_error_ci95
         lines.append(f"GT-known localisation error: {metrics.gt_known_loc_error:.4f} [{glo:.4f}, {ghi:.4f}]  ")
     lines.append(f"Failed images: {extra['n_failed']} (counted as errors); fallback boxes: {extra['n_fallback_boxes']}  ")
+    if extra.get("n_unscored"):
+        lines.append(f"Images with unusable ground truth (listed in per_image.csv, not scored): {extra['n_unscored']}  ")
     secs = extra.get("seconds_per_image", {})
     if secs:
         lines.append("Seconds per image: " + ", ".join(f"{k} {v:.3f}" for k, v in secs.items() if not np.isnan(v)))
