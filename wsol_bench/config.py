@@ -60,7 +60,7 @@ class SaliencyConfig:
     crop: int = 224  # square crop side
     crops: int = 10  # 10 (4 corners + centre, and reflections) or 1 (centre)
     top_k: int = 5  # classes per image, by mean logit over the crops
-    batch_images: int = 4  # images per forward/backward batch
+    batch_images: int = 1  # images per forward/backward graph (CPU: 1 is fastest, measured; GPU: raise it)
     cache: bool = True  # store maps on disk, keyed by model, weights, preprocessing, image
     cache_dir: str = "outputs/.saliency_cache"
 

@@ -1,0 +1,198 @@
+"""Classifiers: weights sources, offline ImageNet EfficientNet-Lite0, devices, configs."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from wsol_bench.config import ModelConfig
+from wsol_bench.models import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Classifier,
+    build_classifier,
+    load_state_dict_file,
+    resolve_device,
+)
+from wsol_bench.models.efficientnet_lite0 import convert_state_dict, create_module, default_weights_path
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Sorted-WNID (torchvision/timm ImageNet) indices of the classes the test photos show.
+ESPRESSO_OR_CUP = {967: "n07920052 espresso", 968: "n07930864 cup"}
+CATS = {281: "n02123045 tabby", 282: "n02123159 tiger cat", 283: "n02123394 Persian cat",
+        284: "n02123597 Siamese cat", 285: "n02124075 Egyptian cat"}
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread: small forward passes only, and robust to a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make any socket connection fail: weights must load offline."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError("network access attempted in a test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+def cfg(**kw: object) -> ModelConfig:
+    return ModelConfig(device="cpu", **kw)  # type: ignore[arg-type]
+
+
+def centre_crop(image: np.ndarray, size: int = 224) -> torch.Tensor:
+    from wsol_bench.saliency.crops import resize_shorter_side
+
+    im = resize_shorter_side(image, 256)
+    y, x = (im.shape[0] - size) // 2, (im.shape[1] - size) // 2
+    return torch.from_numpy(im[y : y + size, x : x + size].copy()).permute(2, 0, 1).float()[None] / 255
+
+
+@pytest.mark.slow
+def test_efficientnet_lite0_imagenet_weights_offline(no_network: None) -> None:
+    from skimage import data
+
+    clf = build_classifier(cfg())
+    assert clf.name == "efficientnet_lite0" and not clf.module.training
+    assert clf.weights_id == "sha256:579344248a93e230"  # the package file's sha256 prefix (its name says 57934424)
+    assert (clf.mean, clf.std) == ((0.5,) * 3, (0.5,) * 3)
+    x = torch.cat([centre_crop(data.coffee()), centre_crop(data.chelsea())])
+    assert torch.allclose(clf.normalise(x), x * 2 - 1)
+    with torch.no_grad():
+        logits = clf.module(clf.normalise(x))
+    assert logits.shape == (2, 1000)
+    top5 = logits.topk(5).indices.tolist()
+    assert set(top5[0]) & set(ESPRESSO_OR_CUP), top5[0]
+    assert set(top5[1]) & set(CATS), top5[1]
+    assert top5[0][0] in ESPRESSO_OR_CUP and top5[1][0] in CATS
+
+
+def test_efficientnet_conversion_checks_shapes() -> None:
+    model = create_module()
+    source = torch.load(default_weights_path(), map_location="cpu", weights_only=True)
+    keys = [k for k in source if not k.endswith("num_batches_tracked")]
+    assert len(keys) == 247 and keys[0] == "_conv_stem.weight"
+    converted = convert_state_dict(source, model)
+    assert torch.equal(converted["conv_stem.weight"], source["_conv_stem.weight"])
+    assert torch.equal(converted["classifier.bias"], source["_fc.bias"])
+    bad = dict(source)
+    bad["_fc.weight"] = torch.zeros(10, 1280)
+    with pytest.raises(ValueError, match="_fc.weight"):
+        convert_state_dict(bad, model)
+    short = {k: v for k, v in source.items() if k != "_fc.bias"}
+    with pytest.raises(ValueError, match="246 tensors"):
+        convert_state_dict(short, model)
+
+
+def test_checkpoint_with_model_key_and_prefix(tmp_path: Path) -> None:
+    """A training-runner checkpoint ({'model': state dict, ...}) loads, DDP prefix or not."""
+    a = build_classifier(cfg(weights="random", seed=3))
+    state = {f"module.{k}": v for k, v in a.module.state_dict().items()}
+    path = tmp_path / "last.pt"
+    torch.save({"model": state, "epoch": 2, "meta": {"classes": ["n0"]}}, path)
+    assert set(load_state_dict_file(path)) == set(a.module.state_dict())
+    b = build_classifier(cfg(weights=str(path)))
+    assert b.weights_id.startswith("sha256:") and len(b.weights_id) == 7 + 16
+    x = torch.rand(1, 3, 96, 96)
+    with torch.no_grad():
+        assert torch.allclose(a.module(x), b.module(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["alexnet", "vgg16", "resnet50"])
+def test_torchvision_random_weights(name: str) -> None:
+    clf = build_classifier(cfg(name=name, weights="random", seed=1))
+    assert isinstance(clf, Classifier) and clf.name == name and not clf.module.training
+    assert (clf.mean, clf.std) == (IMAGENET_MEAN, IMAGENET_STD)
+    assert clf.weights_id == "random:seed1"
+    with torch.no_grad():
+        out = clf.module(clf.normalise(torch.rand(1, 3, 64, 64)))
+    assert out.shape == (1, 1000) and torch.isfinite(out).all()
+
+
+def test_random_weights_follow_the_seed() -> None:
+    first = build_classifier(cfg(name="resnet50", weights="random", seed=0)).module.conv1.weight
+    again = build_classifier(cfg(name="resnet50", weights="random", seed=0)).module.conv1.weight
+    other = build_classifier(cfg(name="resnet50", weights="random", seed=1)).module.conv1.weight
+    assert torch.equal(first, again) and not torch.equal(first, other)
+
+
+def test_torchvision_weights_from_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_network: None) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    expected = tmp_path / "hub" / "checkpoints" / "resnet50-0676ba61.pth"
+    with pytest.raises(FileNotFoundError) as err:
+        build_classifier(cfg(name="resnet50"))
+    assert str(expected) in str(err.value) and "allow_download" in str(err.value)
+    random = build_classifier(cfg(name="resnet50", weights="random", seed=5))
+    expected.parent.mkdir(parents=True)
+    torch.save(random.module.state_dict(), expected)
+    loaded = build_classifier(cfg(name="resnet50"))
+    assert loaded.weights_id.startswith("sha256:")
+    assert torch.equal(loaded.module.fc.weight, random.module.fc.weight)
+    assert loaded.module.fc.weight.requires_grad  # trainable: the training runner reuses build_classifier
+
+
+@pytest.mark.parametrize("name", ["alexnet", "efficientnet_lite0", "paper_convnet"])
+def test_missing_weights_file_names_the_path(name: str, tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "weights.pth"
+    with pytest.raises(FileNotFoundError, match=str(missing)):
+        build_classifier(cfg(name=name, weights=str(missing)))
+
+
+def test_paper_convnet() -> None:
+    with pytest.raises(FileNotFoundError, match="model.weights"):
+        build_classifier(cfg(name="paper_convnet"))
+    clf = build_classifier(cfg(name="paper_convnet", weights="random"))
+    channels = [m.out_channels for m in clf.module.modules() if isinstance(m, torch.nn.Conv2d)]
+    widths = [m.out_features for m in clf.module.modules() if isinstance(m, torch.nn.Linear)]
+    assert channels == [64, 256, 256, 256, 256] and widths == [4096, 4096, 1000]
+    with torch.no_grad():
+        assert clf.module.features(torch.zeros(1, 3, 224, 224)).shape == (1, 256, 6, 6)
+        for size in (224, 160, 256):
+            assert clf.module(torch.zeros(2, 3, size, size)).shape == (2, 1000)
+
+
+def test_unknown_model_name() -> None:
+    with pytest.raises(ValueError, match="not one of"):
+        build_classifier(cfg(name="lenet"))
+
+
+def test_resolve_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError):
+        resolve_device("tpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(RuntimeError, match="not available"):
+        resolve_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert resolve_device("auto") == torch.device("cuda", 1)
+    assert resolve_device("cuda:0") == torch.device("cuda", 0)
+    with pytest.raises(RuntimeError, match="GPU 3"):
+        resolve_device("cuda:3")
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "conf" / "model").glob("*.yaml")), ids=lambda p: p.stem)
+def test_model_config_files(path: Path) -> None:
+    """Each conf/model file fits the schema and names its own model."""
+    merged = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(path))
+    assert merged.name == path.stem
+    from wsol_bench.models import MODEL_MODULES
+
+    assert merged.name in MODEL_MODULES
