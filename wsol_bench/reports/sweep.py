@@ -13,10 +13,18 @@ METRIC_COLUMNS = {
     "top5_loc_error": lambda m: m["loc_error_at_k"][-1],
     "gt_known_loc_error": lambda m: m.get("gt_known_loc_error"),
     "top5_cls_error": lambda m: m["cls_error_at_k"][-1],
+    "top1_loc_ci95": lambda m: _interval(m["loc_error_ci95"][0]),
+    "top5_loc_ci95": lambda m: _interval(m["loc_error_ci95"][-1]),
+    "gt_known_ci95": lambda m: _interval(m.get("gt_known_loc_error_ci95")),
+    "top5_cls_ci95": lambda m: _interval(m["cls_error_ci95"][-1]),
     "n_images": lambda m: m["n_images"],
     "n_failed": lambda m: m.get("n_failed"),
     "n_fallback_boxes": lambda m: m.get("n_fallback_boxes"),
 }
+
+
+def _interval(bounds: list[float] | None) -> str | None:
+    return None if bounds is None else f"[{bounds[0]:.3f}, {bounds[1]:.3f}]"
 
 
 def collect_sweep(sweep_dir: str | Path) -> pd.DataFrame:

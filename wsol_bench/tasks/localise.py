@@ -44,15 +44,20 @@ def run(cfg: DictConfig) -> float | None:
     if settings.dataset.prepare_demo and settings.dataset.images:
         prepare_demo_images(settings.dataset.images)
     data = load_evaluation_set(settings.dataset, lenient=True)
-    out = run_dir()
-    records_dir = out / "records"
-    figures_dir = out / "figures"
-    figures_dir.mkdir(parents=True, exist_ok=True)
     shard = Shard.from_env()
     distributed = shard.world_size > 1
     if distributed and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend=backend)
+        if torch.cuda.is_available():
+            torch.cuda.set_device(shard.local_rank)
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    out = run_dir()
+    if distributed:  # Hydra's timestamped folder may differ between ranks: all use rank 0's
+        shared = [str(out)]
+        dist.broadcast_object_list(shared, src=0)
+        out = Path(shared[0])
+    records_dir = out / "records"
+    figures_dir = out / "figures"
+    figures_dir.mkdir(parents=True, exist_ok=True)
     try:
         counters = localise_dataset(
             data, settings, records_dir, shard,
