@@ -7,10 +7,16 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 
-def run_dir() -> Path:
-    """The Hydra run (or multirun job) directory, where a task writes its outputs."""
+def run_dir(outside_hydra: str | None = None) -> Path:
+    """The Hydra run (or multirun job) directory, where a task writes its outputs.
+
+    Called outside a Hydra app (a test calling ``run(cfg)`` directly), returns
+    ``outputs/<outside_hydra>`` when that name is given, else raises.
+    """
     from hydra.core.hydra_config import HydraConfig
 
+    if not HydraConfig.initialized() and outside_hydra is not None:
+        return Path("outputs") / outside_hydra
     return Path(HydraConfig.get().runtime.output_dir)
 
 
