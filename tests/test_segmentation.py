@@ -70,8 +70,16 @@ def synthetic_scene(
     return image, saliency.astype(np.float32), box
 
 
+PAPER = dict(fg_quantile=0.95, smooth_sigma=0.0, max_side=None, keep_components="largest")
+
+
+def paper_config(**fields: object) -> SegmentationConfig:
+    """The paper's settings: these unit tests check the method itself, not the tuned defaults."""
+    return SegmentationConfig(**{**PAPER, **fields})
+
+
 def localise(method: str, image: np.ndarray, saliency: np.ndarray, **overrides: object) -> Localisation:
-    segmenter = build_segmenter(SegmentationConfig(method=method, **overrides))
+    segmenter = build_segmenter(paper_config(method=method, **overrides))
     return segmenter.localise(segmenter.prepare(image), saliency)
 
 
@@ -171,7 +179,7 @@ def test_empty_foreground_falls_back() -> None:
 @pytest.mark.parametrize("method", SALIENCY_METHODS)
 def test_shape_mismatch_raises(method: str) -> None:
     image, saliency, _ = synthetic_scene()
-    segmenter = build_segmenter(SegmentationConfig(method=method))
+    segmenter = build_segmenter(paper_config(method=method))
     with pytest.raises(ValueError, match="frame"):
         segmenter.localise(segmenter.prepare(image), saliency.T)
 
@@ -222,7 +230,7 @@ def test_deterministic_across_runs_and_objects(method: str) -> None:
     rng = np.random.default_rng(7)
     image = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)  # no structure: ties and noise
     saliency = cv2.GaussianBlur(rng.random((48, 64)).astype(np.float32), (0, 0), 3)
-    cfg = SegmentationConfig(method=method, seed=3)
+    cfg = paper_config(method=method, seed=3)
     first = build_segmenter(cfg)
     prepared = first.prepare(image)
     a, b = first.localise(prepared, saliency), first.localise(prepared, saliency)
@@ -236,7 +244,7 @@ def test_deterministic_across_runs_and_objects(method: str) -> None:
 def test_prepare_once_reuse(method: str) -> None:
     image, _, _ = synthetic_scene(seed=5)
     maps = [synthetic_scene(seed=s)[1] for s in (5, 6, 7)] + [np.zeros((72, 96), np.float32)]
-    segmenter = build_segmenter(SegmentationConfig(method=method))
+    segmenter = build_segmenter(paper_config(method=method))
     prepared = segmenter.prepare(image)
     reused = [segmenter.localise(prepared, m) for m in maps]
     fresh = [segmenter.localise(segmenter.prepare(image), m) for m in maps]
@@ -333,7 +341,7 @@ def test_min_cut_is_the_energy_minimum() -> None:
 
     rng = np.random.default_rng(1)
     image = rng.integers(0, 255, (3, 4, 3), dtype=np.uint8)
-    prepared = GraphCutSegmenter(SegmentationConfig(pairwise_weight=20.0)).prepare(image)
+    prepared = GraphCutSegmenter(paper_config(pairwise_weight=20.0)).prepare(image)
     weights, _ = pairwise_weights(image.astype(np.float32), 20.0)
     preference = rng.normal(0, 15, (3, 4))
     fg = np.zeros((3, 4), bool)
@@ -397,8 +405,8 @@ def test_build_segmenter_config_handling() -> None:
     assert type(segmenter).__name__ == "ThresholdSegmenter" and segmenter.cfg.threshold == 0.5
     assert type(build_segmenter({"method": "center"})).__name__ == "CenterSegmenter"
     for method in METHODS:  # plain picklable objects (sent to worker processes)
-        restored = pickle.loads(pickle.dumps(build_segmenter(SegmentationConfig(method=method, seed=4))))
-        assert restored.cfg == SegmentationConfig(method=method, seed=4)
+        restored = pickle.loads(pickle.dumps(build_segmenter(paper_config(method=method, seed=4))))
+        assert restored.cfg == paper_config(method=method, seed=4)
     for bad in (dict(method="nope"), dict(fg_quantile=0.2), dict(keep_components="some"),
                 dict(max_side=0), dict(center_fraction=0.0), dict(threshold=1.0)):
         with pytest.raises(ValueError, match="segmentation"):
@@ -418,3 +426,14 @@ def test_conf_files_compose(tmp_path: Path) -> None:
             cfg = compose(config_name="config", overrides=[f"segmentation={name}"])
             assert cfg.segmentation.method == name
             assert type(build_segmenter(cfg.segmentation)).__module__.startswith("wsol_bench.segmentation")
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_tuned_defaults_find_the_synthetic_object(seed: int) -> None:
+    """The tuned defaults (smoothing, 160-pixel segmentation, all components) still localise."""
+    image, saliency, truth = synthetic_scene(seed=seed)
+    segmenter = build_segmenter(SegmentationConfig())
+    loc = segmenter.localise(segmenter.prepare(image), saliency)
+    assert loc.fallback is None
+    assert_valid(loc, *saliency.shape)
+    assert iou(loc.box, truth) > 0.85

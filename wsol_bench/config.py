@@ -67,17 +67,23 @@ class SaliencyConfig:
 
 @dataclass
 class SegmentationConfig:
-    """Turning a saliency map into a box (Section 3.1 of the paper), and baselines."""
+    """Turning a saliency map into a box (Section 3.1 of the paper), and baselines.
+
+    The defaults are the settings tuned on real validation images (docs/tuning.md):
+    the paper's method with a smoothed map, 90% foreground quantile, segmentation at a
+    160-pixel longer side and all foreground components kept. ``+experiment=ilsvrc2013``
+    restores the paper's published settings (95%, no smoothing, full frame, largest).
+    """
 
     method: str = "graphcut"  # graphcut | grabcut | threshold | full_image | center
-    fg_quantile: float = 0.95  # foreground seeds: saliency >= this quantile of the map
+    fg_quantile: float = 0.90  # foreground seeds: saliency >= this quantile of the map (paper: 0.95)
     bg_quantile: float = 0.30  # background seeds: saliency <= this quantile
     gmm_components: int = 5
     pairwise_weight: float = 50.0  # gamma of the contrast-sensitive Potts term
     hard_seeds: bool = True
-    max_side: Optional[int] = None  # segment at this longer side (None: saliency frame)
-    smooth_sigma: float = 0.0  # Gaussian blur of the map (pixels) before the quantiles
-    keep_components: str = "largest"  # largest | all
+    max_side: Optional[int] = 160  # segment at this longer side (None: the saliency frame, as the paper)
+    smooth_sigma: float = 8.0  # Gaussian blur of the map (pixels of the saliency frame) before the quantiles (paper: 0)
+    keep_components: str = "all"  # all foreground components | largest (the paper)
     grabcut_iterations: int = 5
     threshold: float = 0.2  # threshold method: fraction of the map's maximum
     center_fraction: float = 0.75  # center method: box side as a fraction of the image side
