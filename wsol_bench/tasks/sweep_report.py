@@ -7,7 +7,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from wsol_bench.config import SweepConfig
-from wsol_bench.reports.sweep import collect_sweep, plot_sweep, swept_keys
+from wsol_bench.reports.sweep import METRIC_COLUMNS, collect_sweep, plot_sweep, swept_keys
 from wsol_bench.tasks import section
 
 
@@ -19,10 +19,11 @@ def run(cfg: DictConfig) -> int:
     directory = Path(sweep.dir)
     table = collect_sweep(directory)
     table.to_csv(directory / "sweep.csv", index=False)
-    (directory / "sweep.md").write_text(table.to_markdown(index=False, floatfmt=".4f") + "\n", encoding="utf-8")
     keys = swept_keys(table)
+    shown = table[["job", *keys, *[c for c in METRIC_COLUMNS if c in table.columns], "status"]]
+    (directory / "sweep.md").write_text(shown.to_markdown(index=False, floatfmt=".3f") + "\n", encoding="utf-8")
     x = sweep.x or (keys[0] if keys else None)
     if x is not None:
         plot_sweep(table, x, directory / "sweep.png")
-    print(table.to_string(index=False))
+    print(shown.to_string(index=False))
     return len(table)
