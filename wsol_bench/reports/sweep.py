@@ -77,7 +77,9 @@ def plot_sweep(table: pd.DataFrame, x: str, path: Path, metrics: tuple[str, ...]
         for key, g in groups:
             g = g.sort_values(x)
             label = ", ".join(f"{k}={v}" for k, v in zip(others, key if isinstance(key, tuple) else (key,)))
-            ax.plot(g[x].astype(str) if g[x].dtype == object else g[x], g[metric], marker="o", label=label or None)
+            numeric = pd.api.types.is_numeric_dtype(g[x])
+            ax.plot(g[x] if numeric else g[x].astype(str), g[metric], marker="o", linestyle="-" if numeric else "none",
+                    label=label or None)
         ax.set_xlabel(x)
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
