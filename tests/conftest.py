@@ -17,3 +17,18 @@ def shared_sample() -> Path:
     if not (SHARED_SAMPLE / "LOC_val_solution.csv").is_file():
         pytest.skip(f"real ILSVRC sample not found at {SHARED_SAMPLE} (set WSOL_SHARED_SAMPLE)")
     return SHARED_SAMPLE
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op torch thread for small models: toy nets gain nothing from more, and on a
+    busy 2-core machine each op's thread barrier can stall for a scheduler time slice
+    (measured: the real-model test took 5 s with 1 thread and 27 s with 2 under load)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

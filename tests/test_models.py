@@ -21,6 +21,8 @@ from wsol_bench.models import (
 )
 from wsol_bench.models.efficientnet_lite0 import convert_state_dict, create_module, default_weights_path
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
+
 REPO = Path(__file__).resolve().parent.parent
 
 # Sorted-WNID (torchvision/timm ImageNet) indices of the classes the test photos show.
@@ -29,15 +31,6 @@ CATS = {281: "n02123045 tabby", 282: "n02123159 tiger cat", 283: "n02123394 Pers
         284: "n02123597 Siamese cat", 285: "n02124075 Egyptian cat"}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: small forward passes only, and robust to a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.fixture

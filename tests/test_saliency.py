@@ -23,20 +23,11 @@ from wsol_bench.saliency.gradient import (
     naive_image_saliency,
 )
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
+
 MEAN, STD = (0.45, 0.5, 0.55), (0.2, 0.25, 0.3)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: toy nets gain nothing from more, and on a busy 2-core machine
-    each op's thread barrier can stall for a scheduler time slice (measured: the real-model
-    test took 5 s with 1 thread and 27 s with 2 while other jobs loaded both cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def small_net(num_classes: int = 12, seed: int = 0) -> nn.Module:

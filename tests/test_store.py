@@ -31,3 +31,20 @@ def test_truncated_or_edited_part_is_rejected(tmp_path):
     assert read_parts(tmp_path) == {}
     path.write_text(text)
     assert len(read_parts(tmp_path)[0]) == 2
+
+
+def test_records_dir_refuses_mixing_runs(tmp_path):
+    import pytest
+
+    from wsol_bench.localisation.run import prepare_records_dir
+
+    ids = ["a", "b", "c"]
+    prepare_records_dir(tmp_path, ids, batch_images=1, resume=False)
+    write_part(tmp_path, 0, [record(0)])
+    with pytest.raises(FileExistsError, match="run.resume=true"):
+        prepare_records_dir(tmp_path, ids, batch_images=1, resume=False)
+    prepare_records_dir(tmp_path, ids, batch_images=1, resume=True)  # same run: fine
+    with pytest.raises(ValueError, match="other images or another"):
+        prepare_records_dir(tmp_path, ids, batch_images=2, resume=True)
+    with pytest.raises(ValueError, match="other images or another"):
+        prepare_records_dir(tmp_path, ids[:2], batch_images=1, resume=True)

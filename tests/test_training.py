@@ -236,7 +236,8 @@ cfg = SimpleNamespace(epochs=2, max_steps=int(sys.argv[2]), batch_size=16, lr=0.
                       weight_decay=5e-4, schedule="step", step_size=30, amp=True, num_workers=0,
                       resume=True, seed=0)
 res = fit(net, ds, vs, cfg, root + "/run/checkpoints", root + "/run", info)
-print("RESULT", info.rank, res.step, sum(float(p.sum()) for p in net.parameters()), flush=True)
+with open(f"{root}/result_{info.rank}.txt", "w") as fh:  # a file per rank: stdout lines of ranks interleave
+    fh.write(f"RESULT {info.rank} {res.step} {sum(float(p.sum()) for p in net.parameters())}\\n")
 shutdown_distributed()
 """
 
@@ -249,12 +250,12 @@ def test_ddp_gloo_two_processes_stay_in_sync_and_resume(tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     results = []
     for max_steps in (3, 8):  # 64 images, global batch 16: 4 steps per epoch
-        proc = subprocess.run(
+        subprocess.run(
             [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", str(script), str(tmp_path),
              str(max_steps), str(Path(__file__).parent)],
             cwd=REPO, capture_output=True, text=True, timeout=300, env=env, check=True,
         )
-        rows = sorted(line.split()[1:] for line in proc.stdout.splitlines() if line.startswith("RESULT"))
+        rows = sorted((tmp_path / f"result_{rank}.txt").read_text().split()[1:] for rank in (0, 1))
         assert [r[:2] for r in rows] == [["0", str(max_steps)], ["1", str(max_steps)]]
         assert rows[0][2] == rows[1][2]  # identical parameters on both ranks
         results.append(rows)

@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import multiprocessing
 import os
@@ -21,13 +23,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from tqdm import tqdm
 
 from wsol_bench.config import DatasetConfig, ModelConfig, RunConfig, SaliencyConfig, SegmentationConfig
@@ -114,8 +116,6 @@ def localise_dataset(
     sal, seg = settings.saliency, settings.segmentation
     batches = global_batches(len(data.image_ids), sal.batch_images)
     done = set(read_parts(records_dir)) if settings.run.resume else set()
-    if not settings.run.resume and any(records_dir.glob("part-*.jsonl")):
-        raise FileExistsError(f"{records_dir} already holds results: pass run.resume=true to continue that run")
     mine = [b for b in range(len(batches)) if shard.owns(b) and b not in done]
     skipped = sum(1 for b in range(len(batches)) if shard.owns(b) and b in done)
     log.info("rank %d/%d: %d batches to do, %d already done", shard.rank, shard.world_size, len(mine), skipped)
@@ -159,6 +159,27 @@ def localise_dataset(
             "cache_misses": cache.misses if cache else 0}
 
 
+def prepare_records_dir(records_dir: Path, image_ids: list[str], batch_images: int, resume: bool) -> None:
+    """Check that ``records_dir`` may receive this run's parts, and record what they mean.
+
+    A fresh run refuses a folder that already holds results; a resumed run refuses one
+    whose parts were cut from other images or another batch size (its part numbers would
+    name other images). Call on rank 0 before any rank starts.
+    """
+    manifest = records_dir / "manifest.json"
+    identity = {"batch_images": batch_images,
+                "image_ids_sha256": hashlib.sha256("\n".join(image_ids).encode()).hexdigest()}
+    if any(records_dir.glob("part-*.jsonl")):
+        if not resume:
+            raise FileExistsError(f"{records_dir} already holds results: pass run.resume=true to continue that run")
+        found = json.loads(manifest.read_text()) if manifest.is_file() else None
+        if found != identity:
+            raise ValueError(f"{manifest}: these results were made for other images or another "
+                             f"saliency.batch_images ({found} != {identity}); resume with the same settings")
+    records_dir.mkdir(parents=True, exist_ok=True)
+    manifest.write_text(json.dumps(identity) + "\n")
+
+
 def saliency_namespace(classifier: Classifier, sal: SaliencyConfig) -> dict:
     """What, besides the image, a saliency map depends on (the cache key)."""
     return {"model": classifier.name, "weights": classifier.weights_id, "method": sal.method,
@@ -182,6 +203,7 @@ class _PendingBatch:
     futures: dict[int, Future]
     gt_classes: dict[int, int]
     saliency_seconds: float
+    computed: set[int]
     figures: int
     top_k: int
     synsets: SynsetTable
@@ -223,7 +245,9 @@ def _start_batch(
             results[im.index] = res
             if cache:
                 cache.put(im.image_id, data.image_paths[im.image_id], [gt_classes[im.index]], res)
-    saliency_seconds = (time.perf_counter() - start) / max(1, len(ok))
+    # seconds of saliency computation per computed image; images read from the cache get 0
+    saliency_seconds = (time.perf_counter() - start) / max(1, len(todo))
+    computed = {im.index for im in todo}
     futures = {
         im.index: executor.submit(
             boxes_from_maps, segmenter, im.resized, results[im.index].maps, im.original_size,
@@ -232,7 +256,8 @@ def _start_batch(
         for im in ok
     }
     return _PendingBatch(
-        batch_no, list(images), results, futures, gt_classes, saliency_seconds, settings.run.figures, sal.top_k,
+        batch_no, list(images), results, futures, gt_classes, saliency_seconds, computed, settings.run.figures,
+        sal.top_k,
         data.synsets,
     )
 
@@ -254,11 +279,13 @@ def _finish_batch(
         res = p.results[im.index]
         try:
             boxes = p.futures[im.index].result()
+        except BrokenProcessPool:  # a dead worker is not this image's fault: write nothing, stop
+            raise
         except Exception as err:  # a segmentation crash is recorded, not fatal
             log.exception("segmentation failed on %s", im.image_id)
             records.append(failed_record(im.index, im.image_id, f"segmentation: {type(err).__name__}: {err}", timings))
             continue
-        timings.update(saliency=p.saliency_seconds, segmentation=boxes.seconds)
+        timings.update(saliency=p.saliency_seconds if im.index in p.computed else 0.0, segmentation=boxes.seconds)
         records.append(_record(im, res, boxes, p.gt_classes[im.index], p.top_k, p.synsets, timings))
         if im.index < p.figures:
             artefacts[im.index] = BatchArtefacts(im.resized, res, boxes)

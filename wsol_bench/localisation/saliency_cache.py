@@ -2,8 +2,8 @@
 (a Hydra sweep over quantiles, say) read maps instead of recomputing them.
 
 Entries are compressed ``.npz`` files keyed by a hash of the model name, the exact
-weights, the preprocessing (resize, crop, crops, top-k, method), the image id and
-file, and any extra classes; writes are atomic, and an unreadable entry is a miss.
+weights, the preprocessing (resize, crop, crops, top-k, method), the image id, the
+file's size and modification time, and any extra classes; writes are atomic, and an unreadable entry is a miss.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ class SaliencyCache:
     def _path(self, image_id: str, image_file: Path | None, extra_classes: list[int]) -> Path:
         stat = image_file.stat() if image_file is not None else None
         key = json.dumps(
-            [self.namespace, image_id, stat.st_size if stat else None, sorted(extra_classes)], sort_keys=True
+            [self.namespace, image_id, (stat.st_size, stat.st_mtime_ns) if stat else None, sorted(extra_classes)],
+            sort_keys=True,
         )
         digest = hashlib.sha256(key.encode()).hexdigest()
         return self.directory / digest[:2] / f"{digest}.npz"

@@ -42,7 +42,7 @@ PAPER_ROWS = (
 
 def evaluate_records(records: Sequence[ImageRecord], data: EvaluationSet) -> tuple[LocalisationMetrics, pd.DataFrame]:
     """Score merged records; failed images have no guesses and count as errors."""
-    evaluator = LocalisationEvaluator(data.ground_truth)
+    evaluator = LocalisationEvaluator(data.ground_truth, max_guesses=5)  # the ILSVRC protocol: 5 guesses
     scored = evaluator.accumulate(predictions_table(records), [r.image_id for r in records], gt_known_table(records))
     return evaluator.compute(), scored
 

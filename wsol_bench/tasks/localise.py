@@ -18,11 +18,18 @@ from wsol_bench.data.demo import prepare_demo_images
 from wsol_bench.data.images import read_rgb
 from wsol_bench.data.sources import EvaluationSet, load_evaluation_set
 from wsol_bench.localisation.records import ImageRecord
-from wsol_bench.localisation.run import BatchArtefacts, RunSettings, Shard, global_batches, localise_dataset
+from wsol_bench.localisation.run import (
+    BatchArtefacts,
+    RunSettings,
+    Shard,
+    global_batches,
+    localise_dataset,
+    prepare_records_dir,
+)
 from wsol_bench.localisation.store import read_parts
 from wsol_bench.reports.figures import save_localisation_figure
+from wsol_bench.saliency.figures import save_saliency_figure
 from wsol_bench.reports.localisation_report import write_localisation_report
-from wsol_bench.reports.metrics_file import format_metrics
 from wsol_bench.tasks import run_dir, section
 
 log = logging.getLogger(__name__)
@@ -58,7 +65,16 @@ def run(cfg: DictConfig) -> float | None:
     records_dir = out / "records"
     figures_dir = out / "figures"
     figures_dir.mkdir(parents=True, exist_ok=True)
+    if settings.model.num_classes != len(data.synsets):
+        raise ValueError(
+            f"model.num_classes={settings.model.num_classes} but the data set has {len(data.synsets)} classes: "
+            "localisation needs a classifier over the data set's classes (sorted-WNID order)"
+        )
     try:
+        if shard.rank == 0:
+            prepare_records_dir(records_dir, data.image_ids, settings.saliency.batch_images, settings.run.resume)
+        if distributed:
+            dist.barrier()  # no rank starts before rank 0 has checked the folder
         counters = localise_dataset(
             data, settings, records_dir, shard,
             on_batch=lambda records, artefacts: _save_figures(figures_dir, records, artefacts, data),
@@ -111,7 +127,7 @@ def _save_figures(
         predicted = [(data.synsets.name(s), b) for s, b in zip(record.synsets, record.boxes)]
         mask = art.boxes.masks[0] if art.boxes.masks else None
         title = f"{record.image_id}: GT {data.synsets.name(gt.label)}"
-        save_localisation_figure(
-            directory / f"{record.index:05d}_{record.image_id}.png", image, gt.boxes, predicted,
-            art.saliency.maps[0], mask, title,
-        )
+        stem = directory / f"{record.index:05d}_{record.image_id}"
+        save_localisation_figure(stem.with_suffix(".png"), image, gt.boxes, predicted, art.saliency.maps[0], mask, title)
+        names = [data.synsets.name(data.synsets.wnid(int(c))) for c in art.saliency.classes]
+        save_saliency_figure(f"{stem}_saliency.png", art.resized, art.saliency, names)
