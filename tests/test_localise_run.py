@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from tests.helpers import run_cli
 from tests.test_ground_truth import write_xml

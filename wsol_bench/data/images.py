@@ -7,6 +7,7 @@ files as a failure with a reason instead of raising, so a long run goes on.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,8 +68,6 @@ class ImageDataset(torch.utils.data.Dataset):
         return len(self.items)
 
     def __getitem__(self, i: int) -> LoadedImage:
-        import time
-
         index, image_id, path = self.items[i]
         start = time.perf_counter()
         try:

@@ -83,7 +83,7 @@ def write_devkit_predictions(
 ) -> None:
     """Write a devkit task-2 file: one line per image of ``image_ids`` (in that order).
 
-    Guesses without a box are written with the whole-image-agnostic box ``0 0 0 0``
+    Guesses without a box are written with the placeholder box ``0 0 0 0``
     (the devkit format has no "no box"); an image without guesses gets an empty line.
     """
     by_image = {k: g.sort_values("rank") for k, g in predictions.groupby("image_id", sort=False)}

@@ -149,9 +149,9 @@ def localise_dataset(
         for batch_no, batch in zip(mine, loader):
             pending.append(_start_batch(batch_no, batch, data, classifier, segmenter, cache, executor, settings))
             while len(pending) > 1 or (pending and _ready(pending[0])):
-                _finish_batch(pending.popleft(), records_dir, on_batch, progress)
+                _finish_batch(pending.popleft(), settings, data.synsets, records_dir, on_batch, progress)
         while pending:
-            _finish_batch(pending.popleft(), records_dir, on_batch, progress)
+            _finish_batch(pending.popleft(), settings, data.synsets, records_dir, on_batch, progress)
     finally:
         progress.close()
         executor.shutdown(wait=True, cancel_futures=True)
@@ -204,9 +204,6 @@ class _PendingBatch:
     gt_classes: dict[int, int]
     saliency_seconds: float
     computed: set[int]
-    figures: int
-    top_k: int
-    synsets: SynsetTable
 
 
 def _ready(p: _PendingBatch) -> bool:
@@ -255,15 +252,13 @@ def _start_batch(
         )
         for im in ok
     }
-    return _PendingBatch(
-        batch_no, list(images), results, futures, gt_classes, saliency_seconds, computed, settings.run.figures,
-        sal.top_k,
-        data.synsets,
-    )
+    return _PendingBatch(batch_no, list(images), results, futures, gt_classes, saliency_seconds, computed)
 
 
 def _finish_batch(
     p: _PendingBatch,
+    settings: RunSettings,
+    synsets: SynsetTable,
     records_dir: Path,
     on_batch: Callable | None,
     progress: tqdm,
@@ -286,8 +281,8 @@ def _finish_batch(
             records.append(failed_record(im.index, im.image_id, f"segmentation: {type(err).__name__}: {err}", timings))
             continue
         timings.update(saliency=p.saliency_seconds if im.index in p.computed else 0.0, segmentation=boxes.seconds)
-        records.append(_record(im, res, boxes, p.gt_classes[im.index], p.top_k, p.synsets, timings))
-        if im.index < p.figures:
+        records.append(_record(im, res, boxes, p.gt_classes[im.index], settings.saliency.top_k, synsets, timings))
+        if im.index < settings.run.figures:
             artefacts[im.index] = BatchArtefacts(im.resized, res, boxes)
     write_part(records_dir, p.batch_no, records)
     if on_batch is not None:

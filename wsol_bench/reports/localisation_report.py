@@ -40,10 +40,12 @@ PAPER_ROWS = (
 )
 
 
-def evaluate_records(records: Sequence[ImageRecord], data: EvaluationSet) -> tuple[LocalisationMetrics, pd.DataFrame]:
-    """Score merged records; failed images have no guesses and count as errors."""
+def evaluate_records(
+    records: Sequence[ImageRecord], predictions: pd.DataFrame, data: EvaluationSet
+) -> tuple[LocalisationMetrics, pd.DataFrame]:
+    """Score merged records (``predictions``: their long table); failed images count as errors."""
     evaluator = LocalisationEvaluator(data.ground_truth, max_guesses=5)  # the ILSVRC protocol: 5 guesses
-    scored = evaluator.accumulate(predictions_table(records), [r.image_id for r in records], gt_known_table(records))
+    scored = evaluator.accumulate(predictions, [r.image_id for r in records], gt_known_table(records))
     return evaluator.compute(), scored
 
 
@@ -52,8 +54,8 @@ def write_localisation_report(
 ) -> dict:
     """Write every report file; returns the contents of ``metrics.json``."""
     records = sorted(records, key=lambda r: r.index)
-    metrics, scored = evaluate_records(records, data)
     predictions = predictions_table(records)
+    metrics, scored = evaluate_records(records, predictions, data)
     predictions.to_csv(out_dir / "predictions.csv", index=False)
     if data.devkit_meta is not None:
         write_devkit_predictions(out_dir / "predictions.devkit.txt", predictions, [r.image_id for r in records],
