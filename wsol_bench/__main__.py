@@ -1,16 +1,20 @@
-"""``python -m wsol_bench``: the Hydra application; dispatches to the runner named by ``task``."""
+"""``python -m wsol_bench`` / ``wsol-bench``: the Hydra application; dispatches to the runner
+named by ``task.name``. The configs ship inside the package (``pkg://wsol_bench.conf``,
+``conf/`` in the repository), so it runs from any directory."""
 
 from __future__ import annotations
 
 import importlib
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
-from wsol_bench.config import register_configs
+from wsol_bench.config import RANK_DIR_PREFIX, register_configs
 
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 TASKS = {
     "localise": "wsol_bench.tasks.localise",
     "evaluate": "wsol_bench.tasks.evaluate",
@@ -22,12 +26,24 @@ TASKS = {
 register_configs()
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+@hydra.main(version_base="1.3", config_path="pkg://wsol_bench.conf", config_name="config")
 def main(cfg: DictConfig) -> object:
     """Run the task named by ``task.name``; its return value is the run's headline figure."""
     if cfg.task.name not in TASKS:
         raise ValueError(f"task.name={cfg.task.name!r} is not one of {sorted(TASKS)}")
-    return importlib.import_module(TASKS[cfg.task.name]).run(cfg)
+    try:
+        return importlib.import_module(TASKS[cfg.task.name]).run(cfg)
+    finally:
+        _remove_rank_folder()
+
+
+def _remove_rank_folder() -> None:
+    """Remove the temporary Hydra folder of a torchrun rank other than 0 (see config.hydra_run_dir)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    out = Path(HydraConfig.get().runtime.output_dir)
+    if out.name.startswith(RANK_DIR_PREFIX) and out.parent == Path(tempfile.gettempdir()) and os.environ.get("RANK", "0") != "0":
+        shutil.rmtree(out, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,46 +1,133 @@
-"""The one box and ground-truth data model used everywhere.
+"""The one box type, used for ground truth, predictions, segmentation output and records.
 
 Conventions (those of the ILSVRC files and devkit):
 
 * pixel coordinates are 0-based and **inclusive**: a box ``(xmin, ymin, xmax, ymax)``
   covers columns ``xmin..xmax`` and rows ``ymin..ymax``, so its width is
   ``xmax - xmin + 1``;
-* ``x`` is the column, ``y`` the row; images are ``H x W``;
-* classes are WordNet ids (``n01440764``); integer indices only appear at the edges
-  (model outputs in sorted-WNID order, devkit files in ILSVRC2012_ID order), see
-  :mod:`wsol_bench.data.synsets`.
+* ``x`` is the column, ``y`` the row; images and frames are ``(height, width)``;
+* a box may carry its class (``synset``, a WordNet id such as ``n01440764``); integer class
+  indices only appear at the edges (model outputs in sorted-WNID order, devkit files in
+  ILSVRC2012_ID order), see :mod:`wsol_bench.data.synsets`.
+
+A :class:`Box` iterates over its four coordinates, so ``x0, y0, x1, y1 = box`` works, and it
+is stored in files as the list ``[xmin, ymin, xmax, ymax]``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Iterable, Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
+
+Size = tuple[int, int]
+"""A frame's ``(height, width)``."""
 
 
 @dataclass(frozen=True)
 class Box:
-    """An object box: class and 0-based inclusive pixel coordinates."""
+    """A box of 0-based inclusive pixel coordinates, optionally labelled with its class."""
 
-    synset: str
     xmin: int
     ymin: int
     xmax: int
     ymax: int
+    synset: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("xmin", "ymin", "xmax", "ymax"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+                raise TypeError(f"Box.{name} must be an integer pixel index, got {value!r}")
+            object.__setattr__(self, name, int(value))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.coords)
 
     @property
     def coords(self) -> tuple[int, int, int, int]:
         return (self.xmin, self.ymin, self.xmax, self.ymax)
 
+    @property
+    def width(self) -> int:
+        return self.xmax - self.xmin + 1
+
+    @property
+    def height(self) -> int:
+        return self.ymax - self.ymin + 1
+
+    @classmethod
+    def of(cls, coords: Sequence[int] | Box, synset: str | None = None) -> Box:
+        """A box from any 4 integer coordinates (a list read from JSON, a tuple, a box)."""
+        if isinstance(coords, Box):
+            return coords if synset is None else replace(coords, synset=synset)
+        x0, y0, x1, y1 = (int(v) for v in coords)
+        return cls(x0, y0, x1, y1, synset)
+
+    @classmethod
+    def full(cls, size: Size) -> Box:
+        """The whole ``(height, width)`` frame."""
+        return cls(0, 0, int(size[1]) - 1, int(size[0]) - 1)
+
+    @classmethod
+    def from_mask(cls, mask: np.ndarray) -> Box | None:
+        """Bounding box of the true pixels of a 2-D mask, or ``None`` if it is empty."""
+        rows = np.flatnonzero(mask.any(axis=1))
+        if rows.size == 0:
+            return None
+        cols = np.flatnonzero(mask.any(axis=0))
+        return cls(int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1]))
+
+    def labelled(self, synset: str | None) -> Box:
+        return replace(self, synset=synset)
+
+    def clipped(self, size: Size) -> Box:
+        """Clipped to a ``(height, width)`` frame (an inverted box collapses to its start)."""
+        h, w = int(size[0]), int(size[1])
+        x0 = min(max(self.xmin, 0), w - 1)
+        y0 = min(max(self.ymin, 0), h - 1)
+        x1 = min(max(self.xmax, x0), w - 1)
+        y1 = min(max(self.ymax, y0), h - 1)
+        return Box(x0, y0, x1, y1, self.synset)
+
+    def scaled(self, from_size: Size, to_size: Size) -> Box:
+        """The same region in another frame of the image (sizes ``(height, width)``).
+
+        Pixel ``x`` of the source frame covers ``[x, x + 1)``; the result is the smallest
+        inclusive box of the target frame covering the mapped interval, clipped to it.
+        """
+        (fh, fw), (th, tw) = from_size, to_size
+        sx, sy = tw / fw, th / fh
+        eps = 1e-9  # keep exact integer products from rounding up a pixel
+        nx0 = math.floor(self.xmin * sx + eps)
+        ny0 = math.floor(self.ymin * sy + eps)
+        nx1 = math.ceil((self.xmax + 1) * sx - eps) - 1
+        ny1 = math.ceil((self.ymax + 1) * sy - eps) - 1
+        return Box(nx0, ny0, max(nx0, nx1), max(ny0, ny1), self.synset).clipped(to_size)
+
+    def iou(self, other: Box) -> float:
+        """Intersection over union with inclusive pixels (the devkit's convention)."""
+        return float(iou_inclusive(np.asarray(self.coords), np.asarray(other.coords)))
+
+    def validate(self, size: Size | None, where: str) -> None:
+        """Raise ``ValueError`` naming ``where`` if inverted, negative or outside ``size``."""
+        what = f"box {self.coords}" + (f" of {self.synset}" if self.synset else "")
+        if self.xmin > self.xmax or self.ymin > self.ymax:
+            raise ValueError(f"{where}: {what} has xmin > xmax or ymin > ymax")
+        if self.xmin < 0 or self.ymin < 0:
+            raise ValueError(f"{where}: {what} has a negative coordinate")
+        if size is not None and (self.xmax >= size[1] or self.ymax >= size[0]):
+            raise ValueError(f"{where}: {what} lies outside the {size[1]}x{size[0]} image")
+
 
 @dataclass(frozen=True)
 class ImageAnnotation:
-    """Ground truth of one image.
+    """Ground truth of one image: its labelled boxes, and its size when the source records it.
 
-    ``width``/``height`` are ``None`` when the source does not record them
-    (Kaggle's ``LOC_val_solution.csv``); XML files always do.
+    ``width``/``height`` are ``None`` when the source does not record them (Kaggle's
+    ``LOC_val_solution.csv``); XML files always do.
     """
 
     image_id: str
@@ -51,23 +138,19 @@ class ImageAnnotation:
     @property
     def label(self) -> str:
         """The image's class: CLS-LOC validation images have boxes of one class only."""
-        return self.boxes[0].synset
+        return str(self.boxes[0].synset)
 
     @property
     def synsets(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(b.synset for b in self.boxes))
+        return tuple(dict.fromkeys(str(b.synset) for b in self.boxes))
 
+    @property
+    def size(self) -> Size | None:
+        """``(height, width)`` if known."""
+        return None if self.width is None or self.height is None else (self.height, self.width)
 
-def validate_box(box: Box, width: int | None, height: int | None, where: str) -> None:
-    """Raise ``ValueError`` naming ``where`` if the box is inverted or outside the image."""
-    if box.xmin > box.xmax or box.ymin > box.ymax:
-        raise ValueError(f"{where}: box {box.coords} of {box.synset} has xmin > xmax or ymin > ymax")
-    if box.xmin < 0 or box.ymin < 0:
-        raise ValueError(f"{where}: box {box.coords} of {box.synset} has a negative coordinate")
-    if width is not None and height is not None and (box.xmax >= width or box.ymax >= height):
-        raise ValueError(
-            f"{where}: box {box.coords} of {box.synset} lies outside the {width}x{height} image"
-        )
+    def boxes_of(self, synset: str) -> list[Box]:
+        return [b for b in self.boxes if b.synset == synset]
 
 
 def iou_inclusive(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -87,52 +170,3 @@ def iou_inclusive(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         iou = inter / (area_a + area_b - inter)
     overlap = (iw > 0) & (ih > 0)
     return np.where(overlap & np.isfinite(iou), iou, 0.0)
-
-
-def scale_box(
-    box: Sequence[int], from_size: tuple[int, int], to_size: tuple[int, int]
-) -> tuple[int, int, int, int]:
-    """Map an inclusive pixel box between two frames of the same image.
-
-    ``from_size``/``to_size`` are ``(height, width)``. Pixel ``x`` of the source frame
-    covers ``[x, x + 1)``; the result is the smallest inclusive box of the target
-    frame covering the mapped interval, clipped to the target image.
-    """
-    (fh, fw), (th, tw) = from_size, to_size
-    sx, sy = tw / fw, th / fh
-    x0, y0, x1, y1 = box
-    eps = 1e-9  # keep exact integer products from rounding up a pixel
-    nx0 = math.floor(x0 * sx + eps)
-    ny0 = math.floor(y0 * sy + eps)
-    nx1 = math.ceil((x1 + 1) * sx - eps) - 1
-    ny1 = math.ceil((y1 + 1) * sy - eps) - 1
-    return clip_box((nx0, ny0, max(nx0, nx1), max(ny0, ny1)), th, tw)
-
-
-def clip_box(box: Sequence[int], height: int, width: int) -> tuple[int, int, int, int]:
-    """Clip an inclusive box to an ``height x width`` image."""
-    x0, y0, x1, y1 = (int(v) for v in box)
-    x0 = min(max(x0, 0), width - 1)
-    y0 = min(max(y0, 0), height - 1)
-    x1 = min(max(x1, x0), width - 1)
-    y1 = min(max(y1, y0), height - 1)
-    return (x0, y0, x1, y1)
-
-
-def full_image_box(height: int, width: int) -> tuple[int, int, int, int]:
-    """The inclusive box of a whole ``height x width`` image."""
-    return (0, 0, width - 1, height - 1)
-
-
-def mask_to_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """Inclusive bounding box of the true pixels of a 2-D mask, or ``None`` if empty."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(mask.any(axis=0))
-    return (int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1]))
-
-
-def boxes_array(boxes: Iterable[Box]) -> np.ndarray:
-    """``(N, 4)`` float array of the boxes' coordinates."""
-    return np.array([b.coords for b in boxes], dtype=np.float64).reshape(-1, 4)

@@ -1,94 +1,61 @@
-"""Typed configuration schema, registered in Hydra's ConfigStore.
+"""The Hydra configuration schema (the only module besides the task runners that knows Hydra).
 
-Every YAML file under ``conf/`` is merged onto these dataclasses, so a misspelt
-key or a value of the wrong type fails in Hydra with a message that names the
-key, before any of the pipeline runs.
+Every YAML file under ``conf/`` is merged onto these dataclasses, so a misspelt key or a
+value of the wrong type in a typed section fails in Hydra with a message naming the key.
+The ``saliency``, ``segmentation`` and ``evaluation`` sections are open mappings: their
+keys depend on the chosen method (``conf/saliency/<method>.yaml`` lists them), and
+:mod:`wsol_bench.tasks.factory` checks every key, type and range against the method's
+own parameter dataclass before any model or data is loaded.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
-
-from hydra.core.config_store import ConfigStore
+from typing import Any, Optional
 
 
 @dataclass
 class TaskConfig:
     """Which runner ``python -m wsol_bench`` executes."""
 
-    name: str = "localise"  # localise | evaluate | train | class_model | sweep_report
+    name: str = "localise"  # localise | evaluate | train | class_model | sweep_report | figures
 
 
 @dataclass
 class DatasetConfig:
-    """Where images and ground truth live. Paths may be relative to the launch directory."""
+    """Where images and ground truth live (:class:`wsol_bench.data.sources.DatasetSpec`)."""
 
     name: str = "demo"
-    root: Optional[str] = None  # a devkit or Kaggle ILSVRC download; fills the paths below
-    images: Optional[str] = None  # folder of images; evaluated in sorted file-name order
-    annotations: Optional[str] = None  # folder of per-image ILSVRC XML files
-    solution_csv: Optional[str] = None  # Kaggle LOC_val_solution.csv
-    synset_mapping: Optional[str] = None  # LOC_synset_mapping.txt (sorted-WNID order, names)
-    devkit_meta: Optional[str] = None  # devkit meta.mat (ILSVRC2012_ID order)
-    devkit_labels: Optional[str] = None  # ILSVRC2012_validation_ground_truth.txt
-    blacklist: Optional[str] = None  # devkit clsloc_validation_blacklist (1-based indices)
-    limit: Optional[int] = None  # keep the first N images (sorted file-name order)
-    image_ids: Optional[list[str]] = None  # keep exactly these image ids
+    root: Optional[str] = None
+    images: Optional[str] = None
+    annotations: Optional[str] = None
+    solution_csv: Optional[str] = None
+    synset_mapping: Optional[str] = None
+    devkit_meta: Optional[str] = None
+    devkit_labels: Optional[str] = None
+    blacklist: Optional[str] = None
+    limit: Optional[int] = None
+    image_ids: Optional[list[str]] = None
+    max_pixels: Optional[int] = 178_956_970  # larger images are recorded as failed (null: no limit)
     num_workers: int = 2  # DataLoader decode/resize worker processes
-    prepare_demo: bool = False  # copy the demo photographs out of installed packages
+    demo_dir: str = "outputs/.demo_images"  # where the demo photographs are copied (dataset=demo)
 
 
 @dataclass
 class ModelConfig:
-    """A classifier mapping a normalised RGB batch to 1000 logits in sorted-WNID order."""
+    """The classifier (:class:`wsol_bench.models.ModelSpec`)."""
 
-    name: str = "efficientnet_lite0"  # efficientnet_lite0 | alexnet | vgg16 | resnet50 | paper_convnet
-    weights: Optional[str] = None  # None: the model's default source; "random"; or a file path
-    allow_download: bool = False  # let torchvision download weights into TORCH_HOME
+    name: str = "efficientnet_lite0"
+    arch: Optional[str] = None
+    factory: Optional[str] = None
+    weights: Optional[str] = None
+    allow_download: bool = False
     num_classes: int = 1000
-    seed: int = 0  # initialisation seed for weights=random
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-
-
-@dataclass
-class SaliencyConfig:
-    """Image-specific class saliency (Section 3 of the paper)."""
-
-    method: str = "gradient"
-    resize: int = 256  # shorter side of the resized frame
-    crop: int = 224  # square crop side
-    crops: int = 10  # 10 (4 corners + centre, and reflections) or 1 (centre)
-    top_k: int = 5  # classes per image, by mean logit over the crops
-    batch_images: int = 1  # images per forward/backward graph (CPU: 1 is fastest, measured; GPU: raise it)
-    cache: bool = True  # store maps on disk, keyed by model, weights, preprocessing, image
-    cache_dir: str = "outputs/.saliency_cache"
-
-
-@dataclass
-class SegmentationConfig:
-    """Turning a saliency map into a box (Section 3.1 of the paper), and baselines.
-
-    The defaults are the settings tuned on real validation images (docs/tuning.md):
-    the paper's method with a smoothed map, 90% foreground quantile, segmentation at a
-    160-pixel longer side and all foreground components kept. ``+experiment=ilsvrc2013``
-    restores the paper's published settings (95%, no smoothing, full frame, largest).
-    """
-
-    method: str = "graphcut"  # graphcut | grabcut | threshold | full_image | center
-    fg_quantile: float = 0.90  # foreground seeds: saliency >= this quantile of the map (paper: 0.95)
-    bg_quantile: float = 0.30  # background seeds: saliency <= this quantile
-    gmm_components: int = 5
-    pairwise_weight: float = 50.0  # gamma of the contrast-sensitive Potts term
-    hard_seeds: bool = True
-    max_side: Optional[int] = 160  # segment at this longer side (None: the saliency frame, as the paper)
-    smooth_sigma: float = 8.0  # Gaussian blur of the map (pixels of the saliency frame) before the quantiles (paper: 0)
-    keep_components: str = "all"  # all foreground components | largest (the paper)
-    grabcut_iterations: int = 5
-    threshold: float = 0.2  # threshold method: fraction of the map's maximum
-    center_fraction: float = 0.75  # center method: box side as a fraction of the image side
-    seed: int = 0  # seeds the GMM initialisation
-    workers: int = 0  # CPU processes for segmentation (0: in the main process)
+    seed: int = 0
+    device: str = "auto"
+    mean: Optional[list[float]] = None
+    std: Optional[list[float]] = None
+    target_layer: Optional[str] = None
 
 
 @dataclass
@@ -96,8 +63,8 @@ class EvaluateConfig:
     """``task=evaluate``: score an existing prediction file."""
 
     predictions: Optional[str] = None
-    format: str = "csv"  # csv | devkit
-    iou_threshold: float = 0.5
+    format: str = "csv"  # csv | devkit | devkit_cls
+    missing: str = "error"  # images without a guess: error | wrong (the devkit's) | skip
 
 
 @dataclass
@@ -106,7 +73,6 @@ class RunConfig:
 
     resume: bool = False
     figures: int = 8  # figures for the first N images
-    seed: int = 0
     progress: bool = True
 
 
@@ -161,8 +127,9 @@ class Config:
     task: TaskConfig = field(default_factory=TaskConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    saliency: SaliencyConfig = field(default_factory=SaliencyConfig)
-    segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
+    saliency: dict[str, Any] = field(default_factory=dict)
+    segmentation: dict[str, Any] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     run: RunConfig = field(default_factory=RunConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -170,7 +137,39 @@ class Config:
     sweep: SweepConfig = field(default_factory=SweepConfig)
 
 
+def hydra_output_subdir(resume: object) -> str:
+    """Where Hydra writes its ``.hydra`` files: ``.hydra`` for a new run; beside it,
+    ``.hydra-resume-<time>``, for a resumed one, so the original run's config is kept."""
+    import datetime
+
+    if str(resume).lower() in ("true", "1"):
+        return ".hydra-resume-" + datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    return ".hydra"
+
+
+RANK_DIR_PREFIX = "wsol_bench_rank"
+
+
+def hydra_run_dir(path: str) -> str:
+    """Hydra's run folder: ``path`` for a single process and rank 0; a temporary folder for
+    the other ranks of a torchrun job (removed when the rank ends), since they write into
+    rank 0's folder and their timestamps differ."""
+    import os
+    import tempfile
+
+    rank = int(os.environ.get("RANK", "0"))
+    if rank == 0:
+        return path
+    return os.path.join(tempfile.gettempdir(), f"{RANK_DIR_PREFIX}{rank}_{os.getpid()}")
+
+
 def register_configs() -> None:
-    """Register the schema as ``wsol_bench_schema`` (first entry of conf/config.yaml's defaults)."""
-    cs = ConfigStore.instance()
-    cs.store(name="wsol_bench_schema", node=Config)
+    """Register the schema as ``wsol_bench_schema`` (first entry of conf/config.yaml's
+    defaults) and the resolvers the Hydra settings use."""
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    ConfigStore.instance().store(name="wsol_bench_schema", node=Config)
+    for name, resolver in (("wsol_hydra_subdir", hydra_output_subdir), ("wsol_run_dir", hydra_run_dir)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)

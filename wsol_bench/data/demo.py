@@ -1,8 +1,10 @@
 """The embedded demo set: real photographs that ship inside installed packages.
 
 The images (scikit-image's and scikit-learn's sample photographs, permissive licences)
-are copied at run time from the installed packages into ``data/demo/images``; only the
-hand-drawn ILSVRC-format XML boxes in ``data/demo/annotations`` live in the repository.
+are copied at run time from the installed packages into a folder the harness owns (by
+default ``outputs/.demo_images``, never a data folder of the user's); only the hand-drawn
+ILSVRC-format XML boxes live in the repository (``data/demo/annotations``, shipped inside
+the package as ``wsol_bench.demo_annotations``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,13 @@ def package_file(image: DemoImage) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"demo image {image.image_id}: {path} is missing from {image.package}")
     return path
+
+
+def demo_annotations_dir() -> Path:
+    """The folder of the demo's XML files (inside the installed package)."""
+    import importlib.resources
+
+    return Path(str(importlib.resources.files("wsol_bench.demo_annotations")))
 
 
 def prepare_demo_images(directory: str | Path) -> list[Path]:

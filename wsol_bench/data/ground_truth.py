@@ -19,24 +19,25 @@ from xml.parsers.expat import ExpatError
 
 import xmltodict
 
-from wsol_bench.boxes import Box, ImageAnnotation, validate_box
+from wsol_bench.boxes import Box, ImageAnnotation
 from wsol_bench.data.synsets import SynsetTable, default_synsets
 
 GroundTruth = dict[str, ImageAnnotation]
 """Image id -> annotation."""
 
 
-def parse_annotation_xml(text: str, source: str, synsets: SynsetTable | None = None) -> ImageAnnotation:
+def parse_annotation_xml(text: str | bytes, source: str, synsets: SynsetTable | None = None) -> ImageAnnotation:
     """Parse one ILSVRC/PASCAL-style annotation XML document.
 
-    ``source`` names the file in error messages. ``<object>`` may appear once or many
+    ``text``: the document, preferably as the file's bytes (the parser then honours the
+    declared encoding, e.g. Latin-1). ``source`` names the file in error messages. ``<object>`` may appear once or many
     times; every box is checked against ``<size>`` and ``synsets`` (default: the 1000
     ILSVRC classes).
     """
     synsets = synsets or default_synsets()
     try:
         doc = xmltodict.parse(text, disable_entities=True, force_list=("object",))
-    except (ExpatError, ValueError) as err:
+    except (ExpatError, ValueError, UnicodeDecodeError) as err:
         raise ValueError(f"{source}: malformed XML ({err})") from err
     ann = doc.get("annotation") if isinstance(doc, dict) else None
     if not isinstance(ann, dict):
@@ -62,8 +63,8 @@ def parse_annotation_xml(text: str, source: str, synsets: SynsetTable | None = N
         bb = obj.get("bndbox")
         if not isinstance(bb, dict):
             raise ValueError(f"{where}: missing <bndbox>")
-        box = Box(wnid, *(_int(bb.get(k), where, f"bndbox/{k}") for k in ("xmin", "ymin", "xmax", "ymax")))
-        validate_box(box, width, height, where)
+        box = Box(*(_int(bb.get(k), where, f"bndbox/{k}") for k in ("xmin", "ymin", "xmax", "ymax")), wnid)
+        box.validate((height, width), where)
         boxes.append(box)
     if not boxes:
         raise ValueError(f"{source}: no <object> boxes: the image has no ground truth")
@@ -74,10 +75,10 @@ def read_annotation_xml(path: str | Path, synsets: SynsetTable | None = None) ->
     """Read one annotation XML file."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such annotation file") from None
-    return parse_annotation_xml(text, str(path), synsets)
+    return parse_annotation_xml(data, str(path), synsets)
 
 
 def read_annotation_dir(
@@ -146,8 +147,8 @@ def read_solution_csv(path: str | Path, synsets: SynsetTable | None = None) -> G
                 wnid = preds[j]
                 if wnid not in synsets:
                     raise ValueError(f"{where}: unknown synset {wnid!r}")
-                box = Box(wnid, *(_int(v, where, "coordinate") for v in preds[j + 1 : j + 5]))
-                validate_box(box, None, None, where)
+                box = Box(*(_int(v, where, "coordinate") for v in preds[j + 1 : j + 5]), wnid)
+                box.validate(None, where)
                 boxes.append(box)
             out[image_id] = ImageAnnotation(image_id, None, None, tuple(boxes))
     return out

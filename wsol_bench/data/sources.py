@@ -10,17 +10,18 @@ Layouts understood for ``dataset.root`` (paths given explicitly win):
   ``ILSVRC2012_bbox_val_v3.tgz`` (``val/*.xml``), and ``ILSVRC2012_devkit_t12/data/``
   (``meta.mat``, ``ILSVRC2012_validation_ground_truth.txt``).
 
-Images are evaluated in sorted file-name order; the image id is the file stem.
+Images are evaluated in sorted file-name order; the image id is the file stem. A path given
+both explicitly and through ``root`` is an error naming both.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from wsol_bench.config import DatasetConfig
 from wsol_bench.data.ground_truth import (
     GroundTruth,
     check_labels,
@@ -35,6 +36,8 @@ from wsol_bench.data.synsets import (
     read_devkit_meta,
     read_synset_mapping,
 )
+from wsol_bench.data.images import DEFAULT_MAX_PIXELS
+from wsol_bench.registry import require
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,42 @@ _DEVKIT = {
 _VAL_NUMBER = re.compile(r"_(\d{8})$")
 
 
+PATH_KEYS = ("images", "annotations", "solution_csv", "synset_mapping", "devkit_meta", "devkit_labels", "blacklist")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Where images and ground truth live, and which images to evaluate (Hydra-free).
+
+    Paths may be relative to the working directory. ``name`` only labels reports, except
+    ``demo``: with no path set it means the embedded demo photographs (:func:`wsol_bench.data.demo`).
+    """
+
+    name: str = "custom"
+    root: str | None = None  # a devkit or Kaggle ILSVRC download; fills the paths below
+    images: str | None = None  # folder of images; evaluated in sorted file-name order
+    annotations: str | None = None  # folder of per-image ILSVRC XML files
+    solution_csv: str | None = None  # Kaggle LOC_val_solution.csv
+    synset_mapping: str | None = None  # LOC_synset_mapping.txt (sorted-WNID order, names)
+    devkit_meta: str | None = None  # devkit meta.mat (ILSVRC2012_ID order)
+    devkit_labels: str | None = None  # ILSVRC2012_validation_ground_truth.txt
+    blacklist: str | None = None  # devkit clsloc_validation_blacklist (1-based indices)
+    limit: int | None = None  # keep the first N images (sorted file-name order)
+    image_ids: tuple[str, ...] | None = None  # keep exactly these image ids
+    max_pixels: int | None = DEFAULT_MAX_PIXELS  # larger images are recorded as failed (None: no limit)
+
+    def __post_init__(self) -> None:
+        require(self.limit is None or self.limit >= 1, "limit", self.limit, "null or >= 1")
+        require(self.max_pixels is None or self.max_pixels >= 1, "max_pixels", self.max_pixels, "null or >= 1")
+        require(self.image_ids is None or len(self.image_ids) >= 1, "image_ids", self.image_ids,
+                "null or a non-empty list")
+
+    @property
+    def user_paths(self) -> dict[str, str]:
+        """The paths the user set (``root`` included)."""
+        return {k: str(getattr(self, k)) for k in ("root", *PATH_KEYS) if getattr(self, k) not in (None, "")}
+
+
 @dataclass(frozen=True)
 class EvaluationSet:
     """The images to evaluate, in sorted file-name order, with their ground truth."""
@@ -66,10 +105,25 @@ class EvaluationSet:
     devkit_meta: SynsetTable | None  # ILSVRC2012_ID order, when meta.mat is known
     source: str  # where the ground truth came from, for messages and reports
     unscored: dict[str, str] = field(default_factory=dict)  # image id -> why its ground truth is unusable
+    spec: DatasetSpec = DatasetSpec()
+
+    @property
+    def max_pixels(self) -> int | None:
+        return self.spec.max_pixels
+
+    @property
+    def identity(self) -> dict:
+        """What the run's results depend on in the data: the paths, selection and images."""
+        return {"paths": self.spec.user_paths, "name": self.spec.name, "max_pixels": self.spec.max_pixels,
+                "n_images": len(self.image_ids),
+                "image_ids_sha256": hashlib.sha256("\n".join(self.image_ids).encode()).hexdigest()}
 
 
-def resolve_paths(cfg: DatasetConfig) -> DatasetConfig:
-    """Fill the unset paths of ``cfg`` from ``cfg.root`` (Kaggle or devkit layout)."""
+def resolve_paths(cfg: DatasetSpec) -> DatasetSpec:
+    """Fill the paths of ``cfg`` from ``cfg.root`` (Kaggle or devkit layout).
+
+    A path that ``root`` provides and that is also set explicitly is an error naming both.
+    """
     if not cfg.root:
         return cfg
     root = Path(cfg.root)
@@ -92,7 +146,12 @@ def resolve_paths(cfg: DatasetConfig) -> DatasetConfig:
             f"dataset.root={root}: found neither the Kaggle layout ({_KAGGLE['images']}) "
             f"nor the devkit layout ({' or '.join(_DEVKIT['images'])}/)"
         )
-    return replace(cfg, **{k: v for k, v in found.items() if getattr(cfg, k) in (None, "")})
+    both = [k for k in found if getattr(cfg, k) not in (None, "")]
+    if both:
+        k = both[0]
+        raise ValueError(f"dataset.{k}={getattr(cfg, k)} and dataset.root={root} (which provides {found[k]}) "
+                         f"both set the {k.replace('_', ' ')}: set one of them")
+    return replace(cfg, **found)
 
 
 def list_images(directory: str | Path) -> dict[str, Path]:
@@ -103,7 +162,13 @@ def list_images(directory: str | Path) -> dict[str, Path]:
     files = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise ValueError(f"dataset.images={directory}: no .JPEG/.jpg/.png files")
-    return {p.stem: p for p in files}
+    by_id: dict[str, Path] = {}
+    for p in files:
+        if p.stem in by_id:
+            raise ValueError(f"dataset.images={directory}: {by_id[p.stem].name} and {p.name} have the same "
+                             f"image id {p.stem!r}; keep one of them")
+        by_id[p.stem] = p
+    return by_id
 
 
 def validation_number(image_id: str) -> int | None:
@@ -112,7 +177,7 @@ def validation_number(image_id: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def load_evaluation_set(cfg: DatasetConfig, need_images: bool = True, lenient: bool = False) -> EvaluationSet:
+def load_evaluation_set(cfg: DatasetSpec, need_images: bool = True, lenient: bool = False) -> EvaluationSet:
     """Images (if ``need_images``) and ground truth selected by ``cfg``.
 
     ``lenient`` (long runs): an image whose XML file is missing or malformed is not an
@@ -167,10 +232,11 @@ def load_evaluation_set(cfg: DatasetConfig, need_images: bool = True, lenient: b
         devkit_meta=meta,
         source=str(source),
         unscored=unscored,
+        spec=cfg,
     )
 
 
-def _select(ids: list[str], cfg: DatasetConfig) -> list[str]:
+def _select(ids: list[str], cfg: DatasetSpec) -> list[str]:
     """Apply ``image_ids``, the blacklist and ``limit`` (in that order) to sorted ids."""
     if cfg.image_ids:
         wanted = set(cfg.image_ids)

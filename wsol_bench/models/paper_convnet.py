@@ -33,21 +33,14 @@ Normalisation: ImageNet mean/std on ``[0, 1]`` RGB. No default weights: pass
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
 
-from wsol_bench.models import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    file_weights_id,
-    load_state_dict_file,
-    random_weights_id,
-    seeded,
-)
+from wsol_bench.models import Classifier, ModelSpec
+from wsol_bench.models.weights import IMAGENET_MEAN, IMAGENET_STD, file_weights_id, load_weights_into, random_weights_id, seeded
 
-NORMALISATION = {"paper_convnet": (IMAGENET_MEAN, IMAGENET_STD)}
+NORMALISATION = (IMAGENET_MEAN, IMAGENET_STD)
+TARGET_LAYER = "features.13"  # the ReLU after conv5, before pool5
 
 
 class PaperConvNet(nn.Module):
@@ -102,24 +95,18 @@ def create_module(name: str = "paper_convnet", num_classes: int = 1000, seed: in
         return PaperConvNet(num_classes=num_classes)
 
 
-def build(
-    name: str = "paper_convnet",
-    weights: str | None = None,
-    num_classes: int = 1000,
-    seed: int = 0,
-    allow_download: bool = False,
-) -> tuple[torch.nn.Module, str]:
-    """``(module, weights_id)`` on the CPU, in eval mode. There are no default weights."""
-    if weights is None:
+def build(spec: ModelSpec) -> Classifier:
+    """The classifier on the CPU, in eval mode. There are no default weights."""
+    mean, std = NORMALISATION
+    if spec.weights is None:
         raise FileNotFoundError(
             "paper_convnet has no default weights: pass model.weights=PATH (a state dict, e.g. the "
             "checkpoints/last.pt of a task=train run) or model.weights=random"
         )
-    if weights == "random":
-        return create_module(name, num_classes, seed).eval(), random_weights_id(seed)
-    path = Path(weights)
-    state = load_state_dict_file(path)
-    with torch.device("meta"):
-        module = PaperConvNet(num_classes=num_classes)
-    module.load_state_dict(state, strict=True, assign=True)
-    return module.eval(), file_weights_id(path)
+    module = create_module(spec.name, spec.num_classes, spec.seed)
+    if spec.weights == "random":
+        weights_id = random_weights_id(spec.seed)
+    else:
+        load_weights_into(module, spec.weights, spec.name)
+        weights_id = file_weights_id(spec.weights)
+    return Classifier(module.eval(), mean, std, spec.name, weights_id, TARGET_LAYER)

@@ -1,98 +1,105 @@
-"""torchvision ``alexnet``, ``vgg16`` and ``resnet50`` (ImageNet ``IMAGENET1K_V1`` weights).
+"""torchvision classifiers: ``alexnet``, ``vgg16``, ``resnet50`` by name, or any
+architecture with ``model=torchvision model.arch=NAME`` (e.g. ``resnet18``, ``vgg19``).
 
 Weights, in order of precedence:
 
 * ``model.weights=PATH``: a state dict file (bare or under ``'model'``);
-* ``model.weights=random``: random initialisation seeded with ``model.seed``;
-* default: torchvision's file name in torch's hub cache,
-  ``torch.hub.get_dir()/checkpoints/<file>`` (``$TORCH_HOME/hub/checkpoints``); downloaded
-  there only when ``model.allow_download=true``, otherwise a missing file is a
+* ``model.weights=random``: torchvision's random initialisation seeded with ``model.seed``;
+* default: the file of the architecture's default weights (``IMAGENET1K_V1`` for the three
+  named models, as in the paper's era; torchvision's ``DEFAULT`` for others) in torch's hub
+  cache, ``torch.hub.get_dir()/checkpoints/<file>`` (``$TORCH_HOME/hub/checkpoints``);
+  downloaded there only when ``model.allow_download=true``, otherwise a missing file is a
   ``FileNotFoundError`` naming the path and how to get it.
 
-The ``IMAGENET1K_V1`` weights are the classic recipe evaluated at resize 256 / crop 224,
-the protocol of the paper. Normalisation: ImageNet mean/std on ``[0, 1]`` RGB. Outputs:
-1000 logits in sorted-WNID order.
+Normalisation: the weights' own (ImageNet mean/std). Outputs: 1000 logits in sorted-WNID
+order. CAM / Grad-CAM target layers: ``layer4`` (ResNets), ``features`` (VGG, AlexNet), else
+found automatically (:func:`wsol_bench.models.feature_layer`).
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torchvision
 
-from wsol_bench.models import (
+from wsol_bench.models import Classifier, ModelSpec
+from wsol_bench.models.weights import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     file_weights_id,
-    load_state_dict_file,
+    load_weights_into,
     random_weights_id,
     seeded,
 )
 
-NORMALISATION = {n: (IMAGENET_MEAN, IMAGENET_STD) for n in ("alexnet", "vgg16", "resnet50")}
-
-_CONSTRUCTORS: dict[str, tuple[Callable[..., torch.nn.Module], Callable[[], torchvision.models.WeightsEnum]]] = {
-    "alexnet": (torchvision.models.alexnet, lambda: torchvision.models.AlexNet_Weights.IMAGENET1K_V1),
-    "vgg16": (torchvision.models.vgg16, lambda: torchvision.models.VGG16_Weights.IMAGENET1K_V1),
-    "resnet50": (torchvision.models.resnet50, lambda: torchvision.models.ResNet50_Weights.IMAGENET1K_V1),
-}
+NAMED = ("alexnet", "vgg16", "resnet50")  # model.name values that are torchvision architectures
 
 
-def _check_name(name: str) -> None:
-    if name not in _CONSTRUCTORS:
-        raise ValueError(f"{name!r} is not one of the torchvision models {sorted(_CONSTRUCTORS)}")
+def architecture(spec: ModelSpec) -> str:
+    """The torchvision architecture of ``spec``: its name, or ``model.arch`` for ``model=torchvision``."""
+    arch = spec.name if spec.name in NAMED else spec.arch
+    if not arch:
+        raise ValueError("model=torchvision needs model.arch=NAME (e.g. resnet18)")
+    if arch not in torchvision.models.list_models(module=torchvision.models):
+        raise ValueError(f"model.arch={arch!r} is not a torchvision classification model "
+                         f"(torchvision.models.list_models() lists them)")
+    return arch
 
 
-def hub_weights_path(name: str) -> Path:
-    """Where torch's hub cache keeps ``name``'s ``IMAGENET1K_V1`` file (it may not exist)."""
-    _check_name(name)
-    url = _CONSTRUCTORS[name][1]().url
-    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+def default_weights(arch: str) -> torchvision.models.WeightsEnum:
+    enum = torchvision.models.get_model_weights(arch)
+    return enum["IMAGENET1K_V1"] if arch in NAMED else enum.DEFAULT
 
 
-def create_module(name: str, num_classes: int = 1000, seed: int = 0) -> torch.nn.Module:
-    """torchvision's ``name`` with its own random initialisation, seeded by ``seed``."""
-    _check_name(name)
+def hub_weights_path(arch: str) -> Path:
+    """Where torch's hub cache keeps ``arch``'s default weights file (it may not exist)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / default_weights(arch).url.rsplit("/", 1)[-1]
+
+
+def create_module(arch: str, num_classes: int = 1000, seed: int = 0) -> torch.nn.Module:
+    """torchvision's ``arch`` with its own random initialisation, seeded by ``seed``."""
     with seeded(seed):
-        return _CONSTRUCTORS[name][0](weights=None, num_classes=num_classes)
+        return torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
 
 
-def _default_weights(name: str, allow_download: bool) -> Path:
-    path = hub_weights_path(name)
+def _default_weights_file(arch: str, allow_download: bool) -> Path:
+    path = hub_weights_path(arch)
     if path.is_file():
         return path
-    enum = _CONSTRUCTORS[name][1]()
+    url = default_weights(arch).url
     if not allow_download:
         raise FileNotFoundError(
-            f"{name}: no weights at {path} (torch hub cache; set TORCH_HOME to use another). "
-            f"Get them with model.allow_download=true, or download {enum.url} into {path.parent}, "
+            f"{arch}: no weights at {path} (torch hub cache; set TORCH_HOME to use another). "
+            f"Get them with model.allow_download=true, or download {url} into {path.parent}, "
             f"or pass model.weights=PATH (a state dict file) or model.weights=random"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     match = re.search(r"-([a-f0-9]+)\.", path.name)  # torch hub names files <name>-<sha256 prefix>.pth
-    torch.hub.download_url_to_file(enum.url, str(path), hash_prefix=match.group(1) if match else None, progress=True)
+    torch.hub.download_url_to_file(url, str(path), hash_prefix=match.group(1) if match else None, progress=True)
     return path
 
 
-def build(
-    name: str,
-    weights: str | None = None,
-    num_classes: int = 1000,
-    seed: int = 0,
-    allow_download: bool = False,
-) -> tuple[torch.nn.Module, str]:
-    """``(module, weights_id)`` on the CPU, in eval mode."""
-    _check_name(name)
-    if weights is None and num_classes != 1000:
-        raise ValueError(f"{name}'s ImageNet weights have 1000 classes, not model.num_classes={num_classes}")
-    if weights == "random":
-        return create_module(name, num_classes, seed).eval(), random_weights_id(seed)
-    path = _default_weights(name, allow_download) if weights is None else Path(weights)
-    state = load_state_dict_file(path)
-    with torch.device("meta"):
-        module = _CONSTRUCTORS[name][0](weights=None, num_classes=num_classes)
-    module.load_state_dict(state, strict=True, assign=True)
-    return module.eval(), file_weights_id(path)
+def _target_layer(arch: str) -> str | None:
+    if arch.startswith(("resnet", "resnext", "wide_resnet")):
+        return "layer4"
+    if arch.startswith(("vgg", "alexnet")):
+        return "features"
+    return None
+
+
+def build(spec: ModelSpec) -> Classifier:
+    """The classifier on the CPU, in eval mode."""
+    arch = architecture(spec)
+    if spec.weights is None and spec.num_classes != 1000:
+        raise ValueError(f"{arch}'s ImageNet weights have 1000 classes, not model.num_classes={spec.num_classes}")
+    module = create_module(arch, spec.num_classes, spec.seed)
+    if spec.weights == "random":
+        weights_id = random_weights_id(spec.seed)
+    else:
+        path = _default_weights_file(arch, spec.allow_download) if spec.weights is None else Path(spec.weights)
+        load_weights_into(module, path, arch)
+        weights_id = file_weights_id(path)
+    name = spec.name if spec.name in NAMED else f"torchvision:{arch}"
+    return Classifier(module.eval(), IMAGENET_MEAN, IMAGENET_STD, name, weights_id, _target_layer(arch))

@@ -8,23 +8,15 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-METRIC_COLUMNS = {
-    "top1_loc_error": lambda m: m["loc_error_at_k"][0],
-    "top5_loc_error": lambda m: m["loc_error_at_k"][-1],
-    "gt_known_loc_error": lambda m: m.get("gt_known_loc_error"),
-    "top5_cls_error": lambda m: m["cls_error_at_k"][-1],
-    "top1_loc_ci95": lambda m: _interval(m["loc_error_ci95"][0]),
-    "top5_loc_ci95": lambda m: _interval(m["loc_error_ci95"][-1]),
-    "gt_known_ci95": lambda m: _interval(m.get("gt_known_loc_error_ci95")),
-    "top5_cls_ci95": lambda m: _interval(m["cls_error_ci95"][-1]),
-    "n_images": lambda m: m["n_images"],
-    "n_failed": lambda m: m.get("n_failed"),
-    "n_fallback_boxes": lambda m: m.get("n_fallback_boxes"),
-}
+COUNT_COLUMNS = ("n_images", "n_failed", "n_fallback_boxes")
 
 
-def _interval(bounds: list[float] | None) -> str | None:
-    return None if bounds is None else f"[{bounds[0]:.3f}, {bounds[1]:.3f}]"
+def metric_columns(metrics: dict) -> dict:
+    """A run's sweep-table columns: the headline figures its evaluators chose (``table`` in
+    ``metrics.json``; intervals as ``[lo, hi]`` strings), then its counts."""
+    row = {k: (_interval(v) if isinstance(v, list) else v) for k, v in metrics.get("table", {}).items()}
+    row.update({k: metrics.get(k) for k in COUNT_COLUMNS})
+    return row
 
 
 def collect_sweep(sweep_dir: str | Path) -> pd.DataFrame:
@@ -39,38 +31,41 @@ def collect_sweep(sweep_dir: str | Path) -> pd.DataFrame:
     if not jobs:
         raise FileNotFoundError(f"{sweep_dir}: no Hydra job folders (*/.hydra/overrides.yaml)")
     rows = []
+    override_keys: dict[str, None] = {}
     for job in jobs:
         overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []
         row: dict = {"job": job.name}
         for item in overrides:
             key, _, value = str(item).partition("=")
             row[key.lstrip("+~")] = yaml.safe_load(value) if value else value
+            override_keys[key.lstrip("+~")] = None
         metrics_path = job / "metrics.json"
         if metrics_path.is_file():
             metrics = json.loads(metrics_path.read_text())
-            row.update({name: get(metrics) for name, get in METRIC_COLUMNS.items()})
+            row.update(metric_columns(metrics))
             row["status"] = "ok"
         else:
             row["status"] = "no metrics.json"
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table.attrs["override_keys"] = list(override_keys)
+    return table
 
 
 def swept_keys(table: pd.DataFrame) -> list[str]:
     """Override columns whose value differs between jobs."""
-    fixed = {"job", "status", *METRIC_COLUMNS}
-    return [c for c in table.columns if c not in fixed and table[c].astype(str).nunique() > 1]
+    keys = table.attrs.get("override_keys", [])
+    return [c for c in keys if c in table.columns and table[c].astype(str).nunique() > 1]
 
 
 def plot_sweep(table: pd.DataFrame, x: str, path: Path, metrics: tuple[str, ...] = ("top5_loc_error", "gt_known_loc_error")) -> None:
     """Error against ``x``; one line per combination of the other swept keys."""
-    import matplotlib
+    from wsol_bench.figures import new_figure, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    metrics = tuple(m for m in metrics if m in table.columns)
     others = [k for k in swept_keys(table) if k != x]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
+    fig = new_figure(5 * len(metrics), 4, 90)
+    axes = fig.subplots(1, len(metrics), squeeze=False)
     done = table[table.status == "ok"]
     for ax, metric in zip(axes[0], metrics):
         groups = done.groupby(others) if others else [((), done)]
@@ -86,5 +81,4 @@ def plot_sweep(table: pd.DataFrame, x: str, path: Path, metrics: tuple[str, ...]
         if others:
             ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path)

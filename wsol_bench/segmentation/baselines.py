@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
-from wsol_bench.boxes import full_image_box
-from wsol_bench.config import SegmentationConfig
-from wsol_bench.segmentation import Localisation
-from wsol_bench.segmentation.components import Size, check_image
+from wsol_bench.boxes import Box, Size
+from wsol_bench.registry import require
+from wsol_bench.segmentation import BoxExtractor, Localisation
+from wsol_bench.segmentation.components import check_image
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class BaselinePrepared:
     input_size: Size
 
 
-def center_box(height: int, width: int, fraction: float) -> tuple[int, int, int, int]:
+def center_box(height: int, width: int, fraction: float) -> Box:
     """Inclusive box centred in a ``height x width`` image whose sides are ``fraction`` of
     the image's (rounded half up, at least 1 pixel); an odd margin leaves the extra pixel
     on the right/bottom. E.g. 100 x 100 at 0.75: ``(12, 12, 86, 86)``."""
@@ -32,14 +33,14 @@ def center_box(height: int, width: int, fraction: float) -> tuple[int, int, int,
     bh = max(1, min(height, math.floor(fraction * height + 0.5)))
     x0 = (width - bw) // 2
     y0 = (height - bh) // 2
-    return (x0, y0, x0 + bw - 1, y0 + bh - 1)
+    return Box(x0, y0, x0 + bw - 1, y0 + bh - 1)
 
 
-class FullImageSegmenter:
+@dataclass(frozen=True)
+class FullImage(BoxExtractor):
     """The whole image as the box. Picklable; no global state."""
 
-    def __init__(self, cfg: SegmentationConfig) -> None:
-        self.cfg = cfg
+    name: ClassVar[str] = "full_image"
 
     def prepare(self, image: np.ndarray) -> BaselinePrepared:
         """Record the image frame."""
@@ -47,14 +48,18 @@ class FullImageSegmenter:
 
     def localise(self, prepared: BaselinePrepared, saliency: np.ndarray | None) -> Localisation:
         """``(0, 0, W - 1, H - 1)``; the map is ignored."""
-        return Localisation(box=full_image_box(*prepared.input_size), mask=None, fallback=None)
+        return Localisation(box=Box.full(prepared.input_size), mask=None, fallback=None)
 
 
-class CenterSegmenter:
-    """A centred box covering ``center_fraction`` of each side. Picklable; no global state."""
+@dataclass(frozen=True)
+class Center(BoxExtractor):
+    """A centred box covering ``fraction`` of each side. Picklable; no global state."""
 
-    def __init__(self, cfg: SegmentationConfig) -> None:
-        self.cfg = cfg
+    name: ClassVar[str] = "center"
+    fraction: float = 0.75  # box side as a fraction of the image side
+
+    def __post_init__(self) -> None:
+        require(0.0 < self.fraction <= 1.0, "fraction", self.fraction, "in (0, 1]")
 
     def prepare(self, image: np.ndarray) -> BaselinePrepared:
         """Record the image frame."""
@@ -62,5 +67,4 @@ class CenterSegmenter:
 
     def localise(self, prepared: BaselinePrepared, saliency: np.ndarray | None) -> Localisation:
         """:func:`center_box` of the image; the map is ignored."""
-        box = center_box(*prepared.input_size, self.cfg.center_fraction)
-        return Localisation(box=box, mask=None, fallback=None)
+        return Localisation(box=center_box(*prepared.input_size, self.fraction), mask=None, fallback=None)

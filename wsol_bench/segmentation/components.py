@@ -4,16 +4,21 @@ quantiles, connected components and mask -> box.
 Frames: the *input* frame is that of the image given to ``prepare`` (and of the map);
 the *working* frame is the one segmentation runs in (the input frame, or the input resized
 so that its longer side is ``max_side``). Sizes are ``(height, width)``; boxes are 0-based
-inclusive ``(xmin, ymin, xmax, ymax)`` as in :mod:`wsol_bench.boxes`.
+inclusive :class:`~wsol_bench.boxes.Box` es.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import cv2
 import numpy as np
 
-from wsol_bench.boxes import full_image_box, mask_to_box, scale_box
-from wsol_bench.segmentation import Localisation
+from wsol_bench.boxes import Box, Size
+from wsol_bench.frames import resize_mask, resize_to
+from wsol_bench.registry import require
+from wsol_bench.segmentation import BoxExtractor, Localisation
 
 # Fallback reasons (Localisation.fallback); the box is then the whole input image.
 NAN_MAP = "nan_map"  # the map has a NaN or an infinite value
@@ -26,8 +31,37 @@ NONPOSITIVE_MAP = "nonpositive_map"  # threshold method: the map's maximum is <=
 # blurring/resizing of a constant map leaves rounding noise of a few ulps.
 CONSTANT_RTOL = 1e-6
 
-Size = tuple[int, int]
-BoxT = tuple[int, int, int, int]
+Keep = Literal["all", "largest"]
+
+
+@dataclass(frozen=True)
+class MapExtractor(BoxExtractor):
+    """Parameters shared by the extractors that read the map: the working frame, the map's
+    smoothing and which foreground components make the box."""
+
+    smooth_sigma: float = 8.0  # Gaussian blur of the map, in input-frame pixels (0: none)
+    max_side: int | None = 160  # segment at this longer side (None: the input frame)
+    keep_components: Keep = "all"  # every foreground pixel, or the largest 8-connected component
+
+    def __post_init__(self) -> None:
+        require(self.smooth_sigma >= 0, "smooth_sigma", self.smooth_sigma, ">= 0")
+        require(self.max_side is None or self.max_side >= 1, "max_side", self.max_side, "null or >= 1")
+
+
+@dataclass(frozen=True)
+class SeededExtractor(MapExtractor):
+    """Adds the seeds from saliency quantiles (Section 3.1 of the paper)."""
+
+    fg_quantile: float = 0.90  # foreground seeds: map >= this quantile (paper: 0.95)
+    bg_quantile: float = 0.30  # background seeds: map <= this quantile
+    hard_seeds: bool = True  # seeds may not be relabelled by the cut
+    seed: int = 0  # random seed of the colour models' initialisation
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(0.0 <= self.bg_quantile < 1.0, "bg_quantile", self.bg_quantile, "in [0, 1)")
+        require(self.bg_quantile < self.fg_quantile <= 1.0, "fg_quantile", self.fg_quantile,
+                f"in (bg_quantile={self.bg_quantile}, 1]")
 
 
 def check_image(image: np.ndarray) -> Size:
@@ -64,16 +98,6 @@ def working_size(height: int, width: int, max_side: int | None) -> Size:
     return max(1, int(round(height * scale))), max_side
 
 
-def resize_image(image: np.ndarray, size: Size) -> np.ndarray:
-    """Resize an image or map to ``size`` (area averaging to shrink, bilinear to enlarge)."""
-    h, w = image.shape[:2]
-    if (h, w) == tuple(size):
-        return image
-    shrink = size[0] <= h and size[1] <= w
-    interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-    return cv2.resize(image, (size[1], size[0]), interpolation=interp)
-
-
 def smooth_map(saliency: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian blur of a float32 map (``sigma`` in pixels, reflected borders); 0: unchanged."""
     if sigma <= 0:
@@ -104,7 +128,7 @@ def working_map(
     reason = map_fallback(sal)
     if reason is not None:
         return None, reason
-    sal = resize_image(smooth_map(sal, sigma), work_size)
+    sal = resize_to(smooth_map(sal, sigma), work_size)
     reason = map_fallback(sal)
     if reason is not None:
         return None, reason
@@ -131,14 +155,14 @@ def seed_masks(saliency: np.ndarray, fg_quantile: float, bg_quantile: float) -> 
     return fg, ~fg
 
 
-def select_components(mask: np.ndarray, keep: str) -> tuple[np.ndarray, BoxT | None]:
+def select_components(mask: np.ndarray, keep: str) -> tuple[np.ndarray, Box | None]:
     """The kept object mask and its inclusive box (``None`` if ``mask`` is empty).
 
     ``keep='largest'``: the largest 8-connected component (ties: the first in raster order
     of its top-left-most pixel, i.e. OpenCV's lowest label); ``'all'``: every foreground pixel.
     """
     if keep == "all":
-        return mask, mask_to_box(mask)
+        return mask, Box.from_mask(mask)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(
         mask.astype(np.uint8), connectivity=8, ltype=cv2.CV_32S
     )
@@ -146,17 +170,17 @@ def select_components(mask: np.ndarray, keep: str) -> tuple[np.ndarray, BoxT | N
         return mask, None
     best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     x, y, w, h = (int(v) for v in stats[best, :4])
-    return labels == best, (x, y, x + w - 1, y + h - 1)
+    return labels == best, Box(x, y, x + w - 1, y + h - 1)
 
 
 def fallback_localisation(input_size: Size, reason: str) -> Localisation:
     """The whole-image box of the input frame, no mask, and the fallback ``reason``."""
-    return Localisation(box=full_image_box(*input_size), mask=None, fallback=reason)
+    return Localisation(box=Box.full(input_size), mask=None, fallback=reason)
 
 
 def mask_localisation(foreground: np.ndarray, input_size: Size, keep: str) -> Localisation:
     """Localisation from a working-frame foreground mask: kept components -> box, with box
-    and mask mapped back to the input frame (:func:`wsol_bench.boxes.scale_box`, nearest
+    and mask mapped back to the input frame (:meth:`~wsol_bench.boxes.Box.scaled`, nearest
     neighbour for the mask). An empty foreground gives the :data:`EMPTY_FOREGROUND` fallback.
     """
     mask, box = select_components(foreground, keep)
@@ -164,7 +188,6 @@ def mask_localisation(foreground: np.ndarray, input_size: Size, keep: str) -> Lo
         return fallback_localisation(input_size, EMPTY_FOREGROUND)
     work_size = (int(mask.shape[0]), int(mask.shape[1]))
     if work_size != tuple(input_size):
-        box = scale_box(box, work_size, input_size)
-        mask = cv2.resize(mask.astype(np.uint8), (input_size[1], input_size[0]),
-                          interpolation=cv2.INTER_NEAREST).astype(bool)
+        box = box.scaled(work_size, input_size)
+        mask = resize_mask(mask, input_size)
     return Localisation(box=box, mask=mask, fallback=None)

@@ -8,11 +8,11 @@ The initial mask comes from the same quantiles as the GraphCut method
   background seeds nothing would distinguish them from the undecided pixels);
 * the rest: ``GC_PR_BGD`` (:data:`UNDECIDED_LABEL`), so the initial object colour model is
   learnt from the confident foreground seeds only, as in the GraphCut method; GrabCut then
-  re-estimates both models for ``grabcut_iterations`` iterations.
+  re-estimates both models for ``iterations`` iterations.
 
 OpenCV fixes what the GraphCut method exposes as settings: 5 mixture components, gamma 50,
 8-neighbourhood; ``gmm_components`` and ``pairwise_weight`` do not apply here. Its k-means
-initialisation draws from OpenCV's RNG, reseeded with ``cfg.seed`` before every call (this
+initialisation draws from OpenCV's RNG, reseeded with ``seed`` before every call (this
 resets the calling thread's OpenCV RNG). The object mask is ``GC_FGD | GC_PR_FGD`` after the
 iterations; its largest 8-connected component gives the box.
 """
@@ -20,19 +20,21 @@ iterations; its largest 8-connected component gives the box.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import cv2
 import numpy as np
 
-from wsol_bench.config import SegmentationConfig
+from wsol_bench.boxes import Size
+from wsol_bench.frames import resize_to
+from wsol_bench.registry import require
 from wsol_bench.segmentation import Localisation
 from wsol_bench.segmentation.components import (
     TOO_FEW_SEEDS,
-    Size,
+    SeededExtractor,
     check_image,
     fallback_localisation,
     mask_localisation,
-    resize_image,
     seed_masks,
     working_map,
     working_size,
@@ -51,32 +53,35 @@ class GrabCutPrepared:
     bgr: np.ndarray
 
 
-class GrabCutSegmenter:
+@dataclass(frozen=True)
+class GrabCut(SeededExtractor):
     """``cv2.grabCut`` initialised from saliency quantiles. Picklable; no global state."""
 
-    def __init__(self, cfg: SegmentationConfig) -> None:
-        self.cfg = cfg
+    name: ClassVar[str] = "grabcut"
+    iterations: int = 5  # GrabCut's re-estimation iterations
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.iterations >= 1, "iterations", self.iterations, ">= 1")
 
     def prepare(self, image: np.ndarray) -> GrabCutPrepared:
         """Resize to the working frame and convert RGB to BGR (OpenCV's channel order)."""
         input_size = check_image(image)
-        work_size = working_size(*input_size, self.cfg.max_side)
-        bgr = np.ascontiguousarray(cv2.cvtColor(resize_image(image, work_size), cv2.COLOR_RGB2BGR))
+        work_size = working_size(*input_size, self.max_side)
+        bgr = np.ascontiguousarray(cv2.cvtColor(resize_to(image, work_size), cv2.COLOR_RGB2BGR))
         return GrabCutPrepared(input_size, work_size, bgr)
 
     def initial_mask(self, saliency: np.ndarray) -> np.ndarray:
         """The ``GC_*`` uint8 mask of a working-frame map (see the module docstring)."""
-        cfg = self.cfg
-        fg, bg = seed_masks(saliency, cfg.fg_quantile, cfg.bg_quantile)
+        fg, bg = seed_masks(saliency, self.fg_quantile, self.bg_quantile)
         mask = np.full(saliency.shape, UNDECIDED_LABEL, dtype=np.uint8)
         mask[bg] = cv2.GC_BGD
-        mask[fg] = cv2.GC_FGD if cfg.hard_seeds else cv2.GC_PR_FGD
+        mask[fg] = cv2.GC_FGD if self.hard_seeds else cv2.GC_PR_FGD
         return mask
 
     def localise(self, prepared: GrabCutPrepared, saliency: np.ndarray) -> Localisation:
         """Box of the object in ``saliency`` (``(H, W)``, the prepared image's frame)."""
-        cfg = self.cfg
-        sal, reason = working_map(saliency, prepared.input_size, prepared.work_size, cfg.smooth_sigma)
+        sal, reason = working_map(saliency, prepared.input_size, prepared.work_size, self.smooth_sigma)
         if reason is not None:
             return fallback_localisation(prepared.input_size, reason)
         mask = self.initial_mask(sal)
@@ -86,8 +91,8 @@ class GrabCutSegmenter:
             return fallback_localisation(prepared.input_size, TOO_FEW_SEEDS)
         bgd_model = np.zeros((1, 65), np.float64)
         fgd_model = np.zeros((1, 65), np.float64)
-        cv2.setRNGSeed(int(cfg.seed))
+        cv2.setRNGSeed(int(self.seed))
         mask, _, _ = cv2.grabCut(prepared.bgr, mask, None, bgd_model, fgd_model,
-                                 int(cfg.grabcut_iterations), cv2.GC_INIT_WITH_MASK)
+                                 int(self.iterations), cv2.GC_INIT_WITH_MASK)
         foreground = (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
-        return mask_localisation(foreground, prepared.input_size, cfg.keep_components)
+        return mask_localisation(foreground, prepared.input_size, self.keep_components)

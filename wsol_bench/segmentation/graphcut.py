@@ -5,12 +5,10 @@ Per class map (in the working frame, see :mod:`~wsol_bench.segmentation.componen
 1. seeds: foreground = map >= its ``fg_quantile`` quantile (0.95 in the paper),
    background = map <= its ``bg_quantile`` quantile (0.30);
 2. colour models: a Gaussian mixture with ``gmm_components`` full-covariance components
-   fitted to the RGB values (0..255) of each seed set (:func:`fit_gmm`: seeded k-means++
-   initialisation then EM; deterministic for a given ``cfg.seed``). At most
+   fitted to the RGB values (0..255) of each seed set (:mod:`~wsol_bench.segmentation.mixtures`:
+   seeded k-means++ initialisation then EM; deterministic for a given ``seed``). At most
    ``max_fit_samples`` seed pixels per model are used, drawn without replacement by a
-   generator seeded with ``(cfg.seed, model)``. The mixture code is a small numpy EM
-   rather than scikit-learn's ``GaussianMixture``, whose per-fit overhead (~15 ms for 1000
-   samples) exceeded the time budget; the tests check its scores against scikit-learn's;
+   generator seeded with ``(seed, model)``;
 3. energy: unary = negative log-likelihood under each model; pairwise = the
    contrast-sensitive Potts term of Boykov & Jolly / GrabCut,
    ``pairwise_weight * exp(-beta * ||z_m - z_n||^2) / dist(m, n)`` over the
@@ -25,10 +23,10 @@ Per class map (in the working frame, see :mod:`~wsol_bench.segmentation.componen
    box the result.
 
 The image-only terms (colours, beta, the grid graph with its pairwise edges) are built once
-in :meth:`GraphCutSegmenter.prepare`; each ``localise`` copies that graph and adds the
+in :meth:`GraphCut.prepare`; each ``localise`` copies that graph and adds the
 terminal edges. Choices the paper leaves open and this module fixes: 8-neighbourhood,
-``pairwise_weight`` (gamma, 50 as in GrabCut), the covariance floor :data:`REG_COVAR`, and
-the EM budget (:data:`EM_MAX_ITER`, :data:`EM_TOL`), chosen for speed. Time per class is
+``pairwise_weight`` (gamma, 50 as in GrabCut), the covariance floor (:data:`~wsol_bench.segmentation.mixtures.REG_COVAR`), and
+the EM budget (``em_max_iter``, ``em_tol``), chosen for speed. Time per class is
 dominated by the max-flow itself (about 70% at a 256 x 384 frame); see
 ``bench/segmentation.py`` and ``segmentation.max_side`` to trade resolution for speed.
 """
@@ -37,195 +35,38 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import ClassVar
 
 import maxflow
 import numpy as np
 
-from wsol_bench.config import SegmentationConfig
+from wsol_bench.boxes import Size
+from wsol_bench.frames import resize_to
+from wsol_bench.registry import require
 from wsol_bench.segmentation import Localisation
 from wsol_bench.segmentation.components import (
     TOO_FEW_SEEDS,
-    Size,
+    SeededExtractor,
     check_image,
     fallback_localisation,
     mask_localisation,
-    resize_image,
     seed_masks,
     working_map,
     working_size,
+)
+from wsol_bench.segmentation.mixtures import (
+    EM_MAX_ITER,
+    EM_TOL,
+    GaussianMixtureModel,
+    fit_gmm,
+    log_likelihoods,
+    quadratic_features,
 )
 
 # Neighbour offsets (dy, dx): each undirected pair of the 8-neighbourhood once.
 OFFSETS: tuple[tuple[int, int], ...] = ((0, 1), (1, 0), (1, 1), (1, -1))
 
 MAX_FIT_SAMPLES = 1000  # seed pixels per colour model used for fitting
-KMEANS_MAX_ITER = 10  # Lloyd iterations of the initialisation (stops earlier when labels settle)
-EM_MAX_ITER = 10  # EM iterations after the k-means initialisation
-EM_TOL = 1e-3  # stop EM when the mean log-likelihood per sample changes by less (nats)
-REG_COVAR = 1.0  # added to covariance diagonals, in (0..255 intensity)^2: keeps flat colours finite
-
-
-# ----------------------------------------------------------------------------- mixtures
-#
-# A Gaussian's log density is linear in the quadratic monomials of x, so the log-probability
-# of every component for every pixel is one small matrix product with the image's (10, N)
-# feature matrix, computed once per image. Colours are centred (x - COLOUR_CENTRE) first so
-# that float32 keeps ~1e-3 nats of accuracy (tested against scikit-learn's float64 scores).
-
-COLOUR_CENTRE = 127.5
-_IU = np.triu_indices(3, k=1)  # (0,1), (0,2), (1,2)
-
-
-def quadratic_features(colours: np.ndarray, dtype: type = np.float32) -> np.ndarray:
-    """``(10, N)`` features ``[x0², x1², x2², x0x1, x0x2, x1x2, x0, x1, x2, 1]`` of centred
-    RGB rows ``colours`` (N, 3), in ``dtype``."""
-    x = np.asarray(colours, dtype=dtype).T - dtype(COLOUR_CENTRE)
-    feats = np.empty((10, x.shape[1]), dtype=dtype)
-    np.multiply(x, x, out=feats[0:3])
-    for row, (i, j) in enumerate(zip(*_IU), start=3):
-        np.multiply(x[i], x[j], out=feats[row])
-    feats[6:9] = x
-    feats[9] = 1
-    return feats
-
-
-@dataclass(frozen=True)
-class GaussianMixtureModel:
-    """A full-covariance Gaussian mixture over RGB (0..255): ``weights`` (K,), ``means``
-    (K, 3) and ``precisions_cholesky`` (K, 3, 3) with ``precision_k = L_k L_k^T``
-    (scikit-learn's convention, so ``(x - mean_k) @ L_k`` is whitened)."""
-
-    weights: np.ndarray
-    means: np.ndarray
-    precisions_cholesky: np.ndarray
-
-    def coefficients(self) -> np.ndarray:
-        """``(K, 10)``: row k dotted with :func:`quadratic_features` of x is
-        ``log(weight_k * N(x; mean_k, cov_k))``."""
-        prec = self.precisions_cholesky @ np.swapaxes(self.precisions_cholesky, 1, 2)
-        mu = self.means - COLOUR_CENTRE
-        a_mu = np.einsum("kde,ke->kd", prec, mu)
-        log_det = np.log(np.diagonal(self.precisions_cholesky, axis1=1, axis2=2)).sum(axis=1)
-        coef = np.empty((self.weights.shape[0], 10))
-        coef[:, 0:3] = -0.5 * np.diagonal(prec, axis1=1, axis2=2)
-        coef[:, 3:6] = -prec[:, _IU[0], _IU[1]]
-        coef[:, 6:9] = a_mu
-        coef[:, 9] = (np.log(self.weights) + log_det - 1.5 * math.log(2 * math.pi)
-                      - 0.5 * np.einsum("kd,kd->k", mu, a_mu))
-        return coef
-
-    def log_likelihood(self, colours: np.ndarray) -> np.ndarray:
-        """``(N,)`` log density of RGB rows ``colours`` (N, 3), in float64."""
-        return _logsumexp_cols(self.coefficients() @ quadratic_features(colours, np.float64))
-
-
-def _logsumexp_cols(a: np.ndarray) -> np.ndarray:
-    """``log(sum(exp(a), axis=0))`` of a (K, N) array without overflow."""
-    if a.shape[0] == 1:
-        return a[0]
-    top = a.max(axis=0)
-    return top + np.log(np.exp(a - top).sum(axis=0))
-
-
-def _m_step(feats: np.ndarray, resp: np.ndarray, reg: float) -> GaussianMixtureModel:
-    """Maximum-likelihood mixture for responsibilities ``resp`` (K, N) of the samples whose
-    float64 :func:`quadratic_features` are ``feats`` (10, N), with ``reg`` added to the
-    covariance diagonals. Moments come from one product ``resp @ feats.T``."""
-    sums = resp @ feats.T  # (K, 10): weighted sums of x_i x_j, x_i and 1
-    nk = sums[:, 9] + 10 * np.finfo(np.float64).eps
-    mu = sums[:, 6:9] / nk[:, None]  # centred means
-    second = np.empty((resp.shape[0], 3, 3))
-    idx = np.arange(3)
-    second[:, idx, idx] = sums[:, 0:3]
-    second[:, _IU[0], _IU[1]] = sums[:, 3:6]
-    second[:, _IU[1], _IU[0]] = sums[:, 3:6]
-    cov = second / nk[:, None, None] - mu[:, :, None] * mu[:, None, :]
-    cov[:, idx, idx] += reg
-    chol = np.linalg.cholesky(cov)  # lower
-    prec_chol = np.swapaxes(np.linalg.inv(chol), 1, 2)  # inv(L)^T: upper
-    return GaussianMixtureModel(weights=nk / nk.sum(), means=mu + COLOUR_CENTRE, precisions_cholesky=prec_chol)
-
-
-def _kmeans_labels(x: np.ndarray, k: int, rng: np.random.Generator, max_iter: int) -> np.ndarray:
-    """Labels of ``k``-means of the rows of ``x`` (k-means++ seeding from ``rng``, then at
-    most ``max_iter`` Lloyd iterations; an emptied cluster keeps its centre)."""
-    n = x.shape[0]
-    centres = np.empty((k, x.shape[1]))
-    centres[0] = x[rng.integers(n)]
-    d2 = ((x - centres[0]) ** 2).sum(axis=1)
-    for j in range(1, k):
-        total = d2.sum()
-        idx = rng.choice(n, p=d2 / total) if total > 0 else rng.integers(n)
-        centres[j] = x[idx]
-        d2 = np.minimum(d2, ((x - centres[j]) ** 2).sum(axis=1))
-    labels = np.full(n, -1)
-    onehot = np.zeros((k, n))
-    cols = np.arange(n)
-    for _ in range(max_iter):
-        new = ((centres**2).sum(axis=1)[:, None] - 2.0 * (centres @ x.T)).argmin(axis=0)
-        if np.array_equal(new, labels):
-            break
-        labels = new
-        onehot[:] = 0.0
-        onehot[labels, cols] = 1.0
-        counts = onehot.sum(axis=1)
-        filled = counts > 0
-        centres[filled] = (onehot @ x)[filled] / counts[filled, None]
-    return labels
-
-
-def fit_gmm(
-    x: np.ndarray,
-    n_components: int,
-    seed: int | Sequence[int],
-    *,
-    max_iter: int = EM_MAX_ITER,
-    tol: float = EM_TOL,
-    reg: float = REG_COVAR,
-    kmeans_iter: int = KMEANS_MAX_ITER,
-) -> GaussianMixtureModel:
-    """Fit a full-covariance mixture to RGB rows ``x`` (N >= 1, 3), deterministically.
-
-    Initialisation: hard assignment by k-means (k-means++ seeded with ``seed``); then EM
-    until the mean log-likelihood per sample changes by less than ``tol`` nats or after
-    ``max_iter`` iterations. ``n_components`` is capped at N.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    n = x.shape[0]
-    k = max(1, min(int(n_components), n))
-    labels = _kmeans_labels(x, k, np.random.default_rng(seed), kmeans_iter)
-    resp = np.zeros((k, n))
-    resp[labels, np.arange(n)] = 1.0
-    feats = quadratic_features(x, np.float64)
-    model = _m_step(feats, resp, reg)
-    previous = -np.inf
-    for _ in range(max_iter):
-        log_prob = model.coefficients() @ feats
-        log_norm = _logsumexp_cols(log_prob)
-        mean_ll = float(log_norm.mean())
-        if abs(mean_ll - previous) < tol:
-            break
-        previous = mean_ll
-        model = _m_step(feats, np.exp(log_prob - log_norm), reg)
-    return model
-
-
-def log_likelihoods(features: np.ndarray, models: Sequence[GaussianMixtureModel]) -> list[np.ndarray]:
-    """``(N,)`` log density under each model of the pixels whose :func:`quadratic_features`
-    are ``features`` (10, N); one matrix product for all components of all models, in the
-    dtype of ``features``."""
-    coefs = [m.coefficients() for m in models]
-    log_prob = np.concatenate(coefs).astype(features.dtype) @ features
-    out: list[np.ndarray] = []
-    start = 0
-    for coef in coefs:
-        out.append(_logsumexp_cols(log_prob[start:start + coef.shape[0]]))
-        start += coef.shape[0]
-    return out
-
-
-# ----------------------------------------------------------------------------- graph
 
 
 def pairwise_weights(colours: np.ndarray, gamma: float) -> tuple[list[np.ndarray], float]:
@@ -260,7 +101,7 @@ def _structure(dy: int, dx: int) -> np.ndarray:
 
 @dataclass
 class GraphCutPrepared:
-    """Per-image state of :class:`GraphCutSegmenter` (process-local: holds a PyMaxflow graph).
+    """Per-image state of :class:`GraphCut` (process-local: holds a PyMaxflow graph).
 
     ``colours``: (h*w, 3) float32 RGB of the working frame, raster order; ``features``: their
     (10, h*w) float32 :func:`quadratic_features`; ``graph``: the grid with its pairwise edges
@@ -278,28 +119,36 @@ class GraphCutPrepared:
     hard_cap: float
 
 
-class GraphCutSegmenter:
-    """The paper's GraphCut localisation; see the module docstring. Picklable; no global state."""
+@dataclass(frozen=True)
+class GraphCut(SeededExtractor):
+    """The paper's GraphCut localisation; see the module docstring. Picklable; no global state.
 
-    def __init__(
-        self,
-        cfg: SegmentationConfig,
-        *,
-        max_fit_samples: int = MAX_FIT_SAMPLES,
-        em_max_iter: int = EM_MAX_ITER,
-        em_tol: float = EM_TOL,
-    ) -> None:
-        self.cfg = cfg
-        self.max_fit_samples = int(max_fit_samples)
-        self.em_max_iter = int(em_max_iter)
-        self.em_tol = float(em_tol)
+    Defaults are the settings tuned on real validation images (docs/tuning.md); the
+    paper's are ``fg_quantile=0.95, smooth_sigma=0, max_side=None, keep_components=largest``
+    (``+experiment=ilsvrc2013``).
+    """
+
+    name: ClassVar[str] = "graphcut"
+    gmm_components: int = 5  # full-covariance components per colour model
+    pairwise_weight: float = 50.0  # gamma of the contrast-sensitive Potts term
+    max_fit_samples: int = MAX_FIT_SAMPLES  # seed pixels drawn per colour model
+    em_max_iter: int = EM_MAX_ITER
+    em_tol: float = EM_TOL
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.gmm_components >= 1, "gmm_components", self.gmm_components, ">= 1")
+        require(self.pairwise_weight >= 0, "pairwise_weight", self.pairwise_weight, ">= 0")
+        require(self.max_fit_samples >= 1, "max_fit_samples", self.max_fit_samples, ">= 1")
+        require(self.em_max_iter >= 0, "em_max_iter", self.em_max_iter, ">= 0")
+        require(self.em_tol > 0, "em_tol", self.em_tol, "> 0")
 
     def prepare(self, image: np.ndarray) -> GraphCutPrepared:
         """Resize to the working frame; colours, beta and the pairwise grid graph."""
         input_size = check_image(image)
-        work_size = working_size(*input_size, self.cfg.max_side)
-        colours = resize_image(image, work_size).astype(np.float32)
-        weights, beta = pairwise_weights(colours, float(self.cfg.pairwise_weight))
+        work_size = working_size(*input_size, self.max_side)
+        colours = resize_to(image, work_size).astype(np.float32)
+        weights, beta = pairwise_weights(colours, float(self.pairwise_weight))
         h, w = work_size
         graph = maxflow.Graph[float](h * w, 4 * h * w)
         nodes = graph.add_grid_nodes((h, w))
@@ -321,27 +170,27 @@ class GraphCutSegmenter:
 
     def _fit(self, colours: np.ndarray, seeds: np.ndarray, role: int) -> GaussianMixtureModel:
         idx = np.flatnonzero(seeds.ravel())
-        rng_seed = (int(self.cfg.seed), role)
+        rng_seed = (int(self.seed), role)
         if idx.size > self.max_fit_samples:
             idx = np.sort(np.random.default_rng(rng_seed).choice(idx, self.max_fit_samples, replace=False))
-        return fit_gmm(colours[idx], self.cfg.gmm_components, rng_seed,
-                       max_iter=self.em_max_iter, tol=self.em_tol)
+        return fit_gmm(colours[idx], self.gmm_components, rng_seed, max_iter=self.em_max_iter, tol=self.em_tol)
 
     def localise(self, prepared: GraphCutPrepared, saliency: np.ndarray) -> Localisation:
         """Box of the object in ``saliency`` (``(H, W)``, the prepared image's frame)."""
-        cfg = self.cfg
-        sal, reason = working_map(saliency, prepared.input_size, prepared.work_size, cfg.smooth_sigma)
+        sal, reason = working_map(saliency, prepared.input_size, prepared.work_size, self.smooth_sigma)
         if reason is not None:
             return fallback_localisation(prepared.input_size, reason)
-        fg, bg = seed_masks(sal, cfg.fg_quantile, cfg.bg_quantile)
-        if min(int(fg.sum()), int(bg.sum())) < cfg.gmm_components:
+        fg, bg = seed_masks(sal, self.fg_quantile, self.bg_quantile)
+        if min(int(fg.sum()), int(bg.sum())) < self.gmm_components:
             return fallback_localisation(prepared.input_size, TOO_FEW_SEEDS)
         fg_model = self._fit(prepared.colours, fg, 0)
         bg_model = self._fit(prepared.colours, bg, 1)
         ll_fg, ll_bg = log_likelihoods(prepared.features, [fg_model, bg_model])
         preference = (ll_fg - ll_bg).reshape(prepared.work_size)
-        seeds = (fg, bg) if cfg.hard_seeds else None
-        return mask_localisation(min_cut(prepared, preference, seeds), prepared.input_size, cfg.keep_components)
+        seeds = (fg, bg) if self.hard_seeds else None
+        result = mask_localisation(min_cut(prepared, preference, seeds), prepared.input_size, self.keep_components)
+        result.seeds = (fg, bg)
+        return result
 
 
 def min_cut(

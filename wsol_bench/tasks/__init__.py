@@ -1,10 +1,9 @@
-"""Thin Hydra runners: each module exposes ``run(cfg) -> headline figure``."""
+"""Thin Hydra runners: each module exposes ``run(cfg) -> headline figure``; objects are built
+from the config in :mod:`wsol_bench.tasks.factory`."""
 
 from __future__ import annotations
 
 from pathlib import Path
-
-from omegaconf import DictConfig, OmegaConf
 
 
 def run_dir(outside_hydra: str | None = None) -> Path:
@@ -18,8 +17,3 @@ def run_dir(outside_hydra: str | None = None) -> Path:
     if not HydraConfig.initialized() and outside_hydra is not None:
         return Path("outputs") / outside_hydra
     return Path(HydraConfig.get().runtime.output_dir)
-
-
-def section(cfg: DictConfig, key: str, schema: type):
-    """``cfg[key]`` as its typed dataclass (validated by the schema already)."""
-    return OmegaConf.to_object(cfg[key]) if OmegaConf.is_config(cfg[key]) else schema(**cfg[key])

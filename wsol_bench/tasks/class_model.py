@@ -25,8 +25,9 @@ from omegaconf import DictConfig
 
 from wsol_bench.data.synsets import default_synsets, read_synset_mapping
 from wsol_bench.visualisation.class_model import class_model_images, resolve_classes, to_rgb
-from wsol_bench.visualisation.grid import save_grid, save_images
+from wsol_bench.figures.grid import save_grid, save_images
 from wsol_bench.tasks import run_dir
+from wsol_bench.tasks.factory import model_spec
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     out = run_dir("class_model")
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.model.device)
-    classifier = build_classifier(cfg.model)
+    classifier = build_classifier(model_spec(cfg))
     module = classifier.module.to(device).eval()
     for p in module.parameters():
         p.requires_grad_(False)

@@ -22,6 +22,7 @@ Multi-GPU: ``torchrun --nproc_per_node=N -m wsol_bench task=train ...`` (pass
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +35,9 @@ from wsol_bench.training.data import (
     find_train_dir,
     train_transform,
 )
-from wsol_bench.training.loop import (
-    barrier,
-    broadcast_object,
-    checkpoint_dir,
-    fit,
-    init_distributed,
-    shutdown_distributed,
-)
+from wsol_bench.distributed import barrier, broadcast_object, init_distributed, shutdown_distributed
+from wsol_bench.tasks.factory import model_spec
+from wsol_bench.training.loop import checkpoint_dir, fit
 from wsol_bench.training.synthetic import make_synthetic_dataset
 from wsol_bench.tasks import run_dir
 
@@ -70,8 +66,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     info = init_distributed(resolve_device(cfg.model.device))
     try:
         out = Path(broadcast_object(str(run_dir("train")), info))
-        model_cfg = OmegaConf.merge(cfg.model, {"weights": cfg.model.weights or "random"})
-        classifier = build_classifier(model_cfg)  # type: ignore[arg-type]
+        spec = model_spec(cfg)
+        classifier = build_classifier(replace(spec, weights=spec.weights or "random"))
         module = classifier.module.to(info.device).train()
 
         train_dir, val_dir = _data_dirs(cfg, out, info.is_main)

@@ -7,29 +7,18 @@ from wsol_bench.training.data import (
     find_train_dir,
     train_transform,
 )
-from wsol_bench.training.loop import (
-    DistInfo,
-    TrainResult,
-    checkpoint_dir,
-    fit,
-    init_distributed,
-    load_checkpoint,
-    shutdown_distributed,
-)
+from wsol_bench.training.loop import TrainResult, checkpoint_dir, fit, load_checkpoint
 from wsol_bench.training.synthetic import make_synthetic_dataset
 
 __all__ = [
     "ClassFolderDataset",
-    "DistInfo",
     "TrainResult",
     "checkpoint_dir",
     "class_list_for",
     "eval_transform",
     "find_train_dir",
     "fit",
-    "init_distributed",
     "load_checkpoint",
     "make_synthetic_dataset",
-    "shutdown_distributed",
     "train_transform",
 ]

@@ -14,7 +14,7 @@ Conventions:
   each epoch, so a run resumed at an epoch boundary replays the uninterrupted run exactly;
   a run resumed mid-epoch (after ``max_steps``) skips the batches already seen;
 * checkpoints (``last.pt``) are written by rank 0 after every epoch and when ``max_steps``
-  is reached, atomically (temporary file, then ``os.replace``). They hold only tensors and
+  is reached, atomically (temporary file, then a rename). They hold only tensors and
   plain Python values, so ``torch.load(path, weights_only=True)`` reads them; key
   ``'model'`` is the unwrapped state dict (what ``model.weights=PATH`` loads);
 * rank 0 appends one row per epoch (and one at ``max_steps``) to ``metrics.csv`` and the
@@ -23,9 +23,9 @@ Conventions:
 
 from __future__ import annotations
 
+import io
 import logging
 import math
-import os
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -38,67 +38,14 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from wsol_bench.distributed import DistInfo, barrier, broadcast_object
+from wsol_bench.files import atomic_write
+
 log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "last.pt"
 METRICS_NAME = "metrics.csv"
 STEPS_NAME = "train_steps.csv"
-
-
-@dataclass(frozen=True)
-class DistInfo:
-    """This process's place in a (possibly single-process) job."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    device: torch.device = torch.device("cpu")
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-
-def init_distributed(device: torch.device) -> DistInfo:
-    """Join the torchrun job when ``WORLD_SIZE > 1`` (NCCL on CUDA, Gloo on CPU).
-
-    On CUDA each process uses ``cuda:LOCAL_RANK``. Single process: returns ``device`` as is.
-    """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo(device=device)
-    rank = int(os.environ["RANK"])
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    if device.type == "cuda":
-        device = torch.device("cuda", local)
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return DistInfo(rank=rank, world_size=world, local_rank=local, device=device)
-
-
-def shutdown_distributed() -> None:
-    """Leave the process group if one was joined."""
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
-
-
-def broadcast_object(obj: Any, info: DistInfo) -> Any:
-    """Rank 0's ``obj`` on every rank (identity when single-process)."""
-    if not info.distributed:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def barrier(info: DistInfo) -> None:
-    if info.distributed:
-        dist.barrier()
 
 
 @dataclass
@@ -149,11 +96,10 @@ def checkpoint_dir(run_dir: str | Path, setting: str) -> Path:
 
 
 def atomic_save(obj: Mapping[str, Any], path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(dict(obj), tmp)
-    os.replace(tmp, path)
+    """``torch.save`` into memory, then :func:`wsol_bench.files.atomic_write`."""
+    buffer = io.BytesIO()
+    torch.save(dict(obj), buffer)
+    atomic_write(path, buffer.getvalue())
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -182,9 +128,7 @@ def _append_csv(path: Path, rows: list[dict[str, Any]], keep_up_to_step: int | N
         if keep_up_to_step is not None and "step" in old:
             old = old[old["step"] <= keep_up_to_step]
         new = pd.concat([old, new], ignore_index=True) if len(old) else new
-    tmp = path.with_name(f".{path.name}.tmp")
-    new.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    atomic_write(path, new.to_csv(index=False), fsync=False)
 
 
 @torch.no_grad()

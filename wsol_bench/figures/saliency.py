@@ -1,4 +1,4 @@
-"""Figures of saliency maps (matplotlib, Agg; no pyplot global state)."""
+"""Figures of an image's class saliency maps."""
 
 from __future__ import annotations
 
@@ -6,11 +6,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-
-from wsol_bench.saliency.crops import map_to_original
-from wsol_bench.saliency.gradient import SaliencyResult
+from wsol_bench.figures import new_figure, save_figure
+from wsol_bench.frames import map_to_original
+from wsol_bench.saliency import SaliencyResult
 
 
 def _class_name(class_names: Sequence[str], result: SaliencyResult, k: int) -> str:
@@ -39,12 +37,9 @@ def save_saliency_figure(
     (sorted-WNID order); a list with one name per map (``len(result.classes)``) is also
     accepted. Each map is shown on its own scale (black 0, white its maximum).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     k = len(result.classes)
     h, w = image.shape[:2]
-    fig = Figure(figsize=(panel_inches * (k + 1), panel_inches * h / w + 0.6), dpi=dpi)
-    FigureCanvasAgg(fig)
+    fig = new_figure(panel_inches * (k + 1), panel_inches * h / w + 0.6, dpi)
     axes = fig.subplots(1, k + 1, squeeze=False)[0]
     axes[0].imshow(image)
     axes[0].set_title("image", fontsize=8)
@@ -59,5 +54,4 @@ def save_saliency_figure(
     for ax in axes:
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, format="png")
-    return path
+    return save_figure(fig, path)

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from wsol_bench.figures import new_figure, save_figure
+
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
     """``(3, H, W)`` float RGB in [0, 1] to an ``(H, W, 3)`` uint8 array."""
@@ -38,20 +40,13 @@ def save_grid(
     dpi: int = 120,
 ) -> Path:
     """A grid of ``images`` (``(K, 3, H, W)`` RGB in [0, 1]), each titled, ``columns`` wide."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     k = len(images)
     if len(titles) != k:
         raise ValueError(f"{k} images but {len(titles)} titles")
     columns = max(1, min(columns, k))
     rows = -(-k // columns)
-    fig, axes = plt.subplots(
-        rows, columns, figsize=(tile_inches * columns, (tile_inches + 0.55) * rows + (0.5 if suptitle else 0)),
-        squeeze=False,
-    )
+    fig = new_figure(tile_inches * columns, (tile_inches + 0.55) * rows + (0.5 if suptitle else 0), dpi)
+    axes = fig.subplots(rows, columns, squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < k:
@@ -60,8 +55,4 @@ def save_grid(
     if suptitle:
         fig.suptitle(suptitle, fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -5,14 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.patches import Rectangle
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
-
-from wsol_bench.boxes import Box  # noqa: E402
+from wsol_bench.boxes import Box
+from wsol_bench.figures import new_figure, save_figure
 
 
 def _draw_box(ax, box: Sequence[int], colour: str, label: str | None = None, width: float = 2.0) -> None:
@@ -33,10 +30,11 @@ def save_localisation_figure(
 ) -> None:
     """Three panels: the original image with ground truth (green) and predicted boxes
     (top-1 red, others orange), the top-1 saliency map and its object mask (resized frame)."""
-    fig, axes = plt.subplots(1, 3, figsize=(12, 4))
+    fig = new_figure(12, 4)
+    axes = fig.subplots(1, 3)
     axes[0].imshow(image)
     for b in gt_boxes:
-        _draw_box(axes[0], b.coords, "limegreen", "GT " + b.synset)
+        _draw_box(axes[0], b.coords, "limegreen", f"GT {b.synset}")
     for rank, (name, box) in reversed(list(enumerate(predicted, start=1))):
         _draw_box(axes[0], box, "red" if rank == 1 else "orange", f"{rank}: {name}", 2.5 if rank == 1 else 1.0)
     axes[0].set_title(title, fontsize=9)
@@ -50,5 +48,4 @@ def save_localisation_figure(
     for ax in axes:
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    save_figure(fig, path, dpi=80)
