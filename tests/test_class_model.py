@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +13,7 @@ from torch import nn
 
 from wsol_bench.data.synsets import default_synsets
 from wsol_bench.visualisation.class_model import class_model_images, resolve_classes, to_rgb
-from wsol_bench.visualisation.grid import save_grid, save_images
+from wsol_bench.figures.grid import save_grid, save_images
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
 REPO = Path(__file__).resolve().parent.parent
@@ -119,18 +118,12 @@ def test_runner_writes_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     from wsol_bench.config import register_configs
     from wsol_bench.tasks import class_model as runner
 
-    net = tiny_net(1000)
-
-    def build_classifier(cfg: object) -> object:
-        return types.SimpleNamespace(module=net, mean=MEAN, std=STD, name="tiny", weights_id="random:seed0")
-
-    fake = types.SimpleNamespace(build_classifier=build_classifier, resolve_device=lambda s: torch.device("cpu"))
-    monkeypatch.setitem(sys.modules, "wsol_bench.models", fake)
     monkeypatch.chdir(tmp_path)
     register_configs()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=[
-            "task=class_model", "class_model.classes=[n01855672,n02110185]", "class_model.steps=5",
+            "task=class_model", "model=custom", "model.factory=tests.test_class_model:tiny_net", "model.device=cpu",
+            "class_model.classes=[n01855672,n02110185]", "class_model.steps=5",
             "class_model.size=16", "class_model.lr=0.5",
         ])
     summary = runner.run(cfg)

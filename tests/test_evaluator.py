@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,13 +13,25 @@ from wsol_bench.data.ground_truth import read_solution_csv
 from wsol_bench.data.predictions import read_devkit_predictions, write_devkit_predictions
 from wsol_bench.data.synsets import read_devkit_meta
 from wsol_bench.metrics.intervals import wilson_interval
-from wsol_bench.metrics.localisation import PREDICTION_COLUMNS, LocalisationEvaluator, evaluate
+from wsol_bench.data.predictions import PREDICTION_COLUMNS
+from wsol_bench.metrics.ilsvrc import IlsvrcLocalisation, evaluate_predictions
 
 FISH, GOLDFISH = "n01440764", "n01443537"
 
 
+def evaluate(*args, **kwargs):
+    summary, per_image = evaluate_predictions(*args, **kwargs)
+    return SimpleNamespace(**summary), per_image
+
+
+def started(ground_truth) -> IlsvrcLocalisation:
+    ev = IlsvrcLocalisation()
+    ev.start(ground_truth)
+    return ev
+
+
 def gt_one(*boxes: tuple[int, int, int, int], label: str = FISH) -> dict[str, ImageAnnotation]:
-    return {"img": ImageAnnotation("img", 100, 100, tuple(Box(label, *b) for b in boxes))}
+    return {"img": ImageAnnotation("img", 100, 100, tuple(Box(*b, label) for b in boxes))}
 
 
 def guesses(*rows) -> pd.DataFrame:
@@ -63,17 +77,17 @@ def test_error_at_k_counts_first_k_guesses_and_ignores_extra():
 
 
 def test_missing_box_and_missing_image_count_as_errors():
-    gt = {**gt_one((0, 0, 9, 9)), "other": ImageAnnotation("other", 10, 10, (Box(FISH, 0, 0, 9, 9),))}
-    ev = LocalisationEvaluator(gt)
-    ev.accumulate(guesses((FISH, np.nan, np.nan, np.nan, np.nan)))
-    m = ev.compute()
+    gt = {**gt_one((0, 0, 9, 9)), "other": ImageAnnotation("other", 10, 10, (Box(0, 0, 9, 9, FISH),))}
+    ev = started(gt)
+    ev.accumulate_table(guesses((FISH, np.nan, np.nan, np.nan, np.nan)))
+    m = SimpleNamespace(**ev.compute())
     assert m.n_images == 2 and m.n_missing == 1
     assert m.loc_error_at_k[0] == 1.0 and m.cls_error_at_k[0] == 0.5
 
 
 def test_streaming_equals_one_shot_and_rejects_repeats():
     rng = np.random.default_rng(0)
-    gt = {f"i{n}": ImageAnnotation(f"i{n}", 50, 50, (Box(FISH, 5, 5, 30, 30),)) for n in range(40)}
+    gt = {f"i{n}": ImageAnnotation(f"i{n}", 50, 50, (Box(5, 5, 30, 30, FISH),)) for n in range(40)}
     rows = []
     for n in range(40):
         for r in range(1, 6):
@@ -81,15 +95,15 @@ def test_streaming_equals_one_shot_and_rejects_repeats():
             rows.append((f"i{n}", r, FISH if rng.random() < 0.5 else GOLDFISH, x0, y0, x0 + 25, y0 + 25))
     preds = pd.DataFrame(rows, columns=PREDICTION_COLUMNS)
     whole, _ = evaluate(preds, gt)
-    ev = LocalisationEvaluator(gt)
+    ev = started(gt)
     for chunk in np.array_split(np.arange(40), 3):
         ids = [f"i{n}" for n in chunk]
-        ev.accumulate(preds[preds.image_id.isin(ids)], ids)
-    assert ev.compute() == whole
+        ev.accumulate_table(preds[preds.image_id.isin(ids)], ids)
+    assert SimpleNamespace(**ev.compute()) == whole
     with pytest.raises(ValueError, match="accumulated twice"):
-        ev.accumulate(preds[preds.image_id == "i0"])
+        ev.accumulate_table(preds[preds.image_id == "i0"])
     with pytest.raises(ValueError, match="without ground truth"):
-        LocalisationEvaluator(gt).accumulate(preds[preds.image_id == "i0"].assign(image_id="nope"))
+        started(gt).accumulate_table(preds[preds.image_id == "i0"].assign(image_id="nope"))
 
 
 def test_gt_known_uses_the_ground_truth_class_box():

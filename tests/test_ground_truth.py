@@ -40,7 +40,7 @@ def write_xml(folder: Path, name: str, boxes, w=100, h=80, size=True) -> Path:
 
 def test_one_and_many_objects(tmp_path):
     one = read_annotation_xml(write_xml(tmp_path, "a", [("n01440764", 1, 2, 30, 40)]))
-    assert one.boxes == (Box("n01440764", 1, 2, 30, 40),)
+    assert one.boxes == (Box(1, 2, 30, 40, "n01440764"),)
     assert (one.width, one.height, one.label) == (100, 80, "n01440764")
     many = read_annotation_xml(write_xml(tmp_path, "b", [("n01440764", 0, 0, 99, 79), ("n01440764", 5, 5, 6, 6)]))
     assert len(many.boxes) == 2 and many.boxes[1].coords == (5, 5, 6, 6)
@@ -76,6 +76,18 @@ def test_malformed_xml_and_entities(tmp_path):
         read_annotation_xml(bomb)
 
 
+def test_xml_declared_latin1_is_read_and_bad_bytes_name_the_file(tmp_path):
+    text = XML.format(name="caf\u00e9", size=SIZE.format(w=100, h=80),
+                      objects=OBJECT.format(syn="n01440764", x0=1, y0=2, x1=30, y1=40))
+    path = tmp_path / "latin.xml"
+    path.write_bytes(('<?xml version="1.0" encoding="ISO-8859-1"?>\n' + text).encode("latin-1"))
+    assert read_annotation_xml(path).image_id == "caf\u00e9"
+    bad = tmp_path / "bad_utf8.xml"
+    bad.write_bytes(text.replace("caf\u00e9", "caf\u00e9").encode("latin-1"))  # no declaration: UTF-8 expected
+    with pytest.raises(ValueError, match=f"{bad}: malformed XML"):
+        read_annotation_xml(bad)
+
+
 def test_missing_xml_is_an_error(tmp_path):
     write_xml(tmp_path, "a", [("n01440764", 1, 2, 30, 40)])
     with pytest.raises(FileNotFoundError, match="no ground truth for image b"):
@@ -92,7 +104,7 @@ def test_csv_repeated_boxes_trailing_space_unsorted(tmp_path):
     path = write_csv(tmp_path, "b,n01440764 1 2 3 4 n01440764 5 6 7 8 \na,n01443537 0 0 9 9 \n")
     gt = read_solution_csv(path)
     assert list(gt) == ["b", "a"]
-    assert gt["b"].boxes[1] == Box("n01440764", 5, 6, 7, 8)
+    assert gt["b"].boxes[1] == Box(5, 6, 7, 8, "n01440764")
     assert gt["a"].width is None
 
 

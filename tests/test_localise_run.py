@@ -47,7 +47,7 @@ def odd_dataset(tmp_path: Path) -> tuple[Path, Path]:
 def test_bad_images_and_annotations_are_reported_and_the_rest_scored(tmp_path):
     images, ann = odd_dataset(tmp_path)
     out = tmp_path / "run"
-    res = run_cli(f"dataset.images={images}", f"dataset.annotations={ann}", "dataset.prepare_demo=false",
+    res = run_cli(f"dataset.images={images}", f"dataset.annotations={ann}",
                   "segmentation=threshold", f"hydra.run.dir={out}", "saliency.cache=false", *FAST)
     assert res.returncode == 0, res.stdout[-3000:]
     per_image = pd.read_csv(out / "per_image.csv").set_index("image_id")
@@ -65,7 +65,7 @@ def test_bad_images_and_annotations_are_reported_and_the_rest_scored(tmp_path):
 def test_sweep_reads_the_cache_and_collects_a_table(tmp_path):
     images, ann = odd_dataset(tmp_path)
     sweep = tmp_path / "sweep"
-    res = run_cli("-m", f"dataset.images={images}", f"dataset.annotations={ann}", "dataset.prepare_demo=false",
+    res = run_cli("-m", f"dataset.images={images}", f"dataset.annotations={ann}",
                   "segmentation.fg_quantile=0.9,0.95", f"hydra.sweep.dir={sweep}",
                   f"saliency.cache_dir={tmp_path / 'cache'}", *FAST)
     assert res.returncode == 0, res.stdout[-3000:]

@@ -10,16 +10,18 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from wsol_bench.config import ModelConfig
 from wsol_bench.models import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    MODELS,
     Classifier,
+    ModelSpec,
     build_classifier,
+    feature_layer,
     load_state_dict_file,
     resolve_device,
 )
-from wsol_bench.models.efficientnet_lite0 import convert_state_dict, create_module, default_weights_path
+from wsol_bench.models.efficientnet_lite import convert_state_dict, create_module, default_weights_path
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
@@ -44,12 +46,12 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "create_connection", refuse)
 
 
-def cfg(**kw: object) -> ModelConfig:
-    return ModelConfig(device="cpu", **kw)  # type: ignore[arg-type]
+def cfg(**kw: object) -> ModelSpec:
+    return ModelSpec(device="cpu", **kw)  # type: ignore[arg-type]
 
 
 def centre_crop(image: np.ndarray, size: int = 224) -> torch.Tensor:
-    from wsol_bench.saliency.crops import resize_shorter_side
+    from wsol_bench.frames import resize_shorter_side
 
     im = resize_shorter_side(image, 256)
     y, x = (im.shape[0] - size) // 2, (im.shape[1] - size) // 2
@@ -184,8 +186,70 @@ def test_resolve_device(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("path", sorted((REPO / "conf" / "model").glob("*.yaml")), ids=lambda p: p.stem)
 def test_model_config_files(path: Path) -> None:
     """Each conf/model file fits the schema and names its own model."""
+    from wsol_bench.config import ModelConfig
+
     merged = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(path))
     assert merged.name == path.stem
-    from wsol_bench.models import MODEL_MODULES
+    assert merged.name in MODELS.names()
 
-    assert merged.name in MODEL_MODULES
+
+def test_timm_and_torchvision_architectures_and_a_custom_module(tmp_path: Path, no_network: None) -> None:
+    import timm
+
+    state = timm.create_model("resnet18", pretrained=False).state_dict()
+    torch.save(state, tmp_path / "r18.pth")
+    clf = build_classifier(cfg(name="timm", arch="resnet18", weights=str(tmp_path / "r18.pth")))
+    assert clf.name == "timm:resnet18" and clf.weights_id.startswith("sha256:")
+    assert clf.mean == IMAGENET_MEAN  # from timm's pretrained config
+    assert torch.equal(clf.module.fc.weight, state["fc.weight"])
+    assert clf.feature_module()[0] == "layer4"
+    with pytest.raises(FileNotFoundError, match="allow_download"):  # nothing in the (empty) HF cache
+        build_classifier(cfg(name="timm", arch="resnet18"))
+    tv = build_classifier(cfg(name="torchvision", arch="resnet18", weights="random"))
+    assert tv.name == "torchvision:resnet18" and tv.target_layer == "layer4"
+    with pytest.raises(ValueError, match="not a torchvision classification model"):
+        build_classifier(cfg(name="torchvision", arch="resnet9000", weights="random"))
+    own = build_classifier(cfg(name="custom", factory="tests.test_models:tiny_net", num_classes=7))
+    assert own.name == "custom:tests.test_models:tiny_net" and own.weights_id.startswith("state:")
+    assert own.feature_module()[0] == "0"  # the conv + ReLU block, last with spatial output
+    with torch.no_grad():
+        assert own.logits(torch.rand(2, 3, 32, 32)).shape == (2, 7)
+
+
+class PickledObject:
+    """An arbitrary Python object: weights_only loading must refuse to unpickle it."""
+
+
+def tiny_net(num_classes: int = 1000) -> torch.nn.Module:
+    """A user's own network, for model=custom."""
+    return torch.nn.Sequential(
+        torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU()),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, num_classes))
+
+
+def test_unsafe_or_broken_weight_files_are_refused_with_the_file_name(tmp_path: Path) -> None:
+    unsafe = tmp_path / "unsafe.pth"
+    torch.save({"model": PickledObject(), "w": torch.zeros(1)}, unsafe)
+    with pytest.raises(ValueError) as err:
+        build_classifier(cfg(weights=str(unsafe)))
+    assert str(unsafe) in str(err.value) and "for safety" in str(err.value)
+    assert "weights_only=False" not in str(err.value)
+    good = tmp_path / "good.pth"
+    torch.save(build_classifier(cfg(weights="random")).module.state_dict(), good)
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(good.read_bytes()[:1000])
+    with pytest.raises(ValueError, match=f"{truncated} is truncated or not a torch weights file"):
+        build_classifier(cfg(weights=str(truncated)))
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"conv.weight": torch.zeros(1)}, wrong)
+    with pytest.raises(ValueError, match=f"{wrong}"):
+        build_classifier(cfg(name="resnet50", weights=str(wrong)))
+
+
+@pytest.mark.parametrize("name, tensors", [("efficientnet_lite1", 322), ("efficientnet_lite2", 322)])
+def test_efficientnet_lite1_and_lite2_load_offline(name: str, tensors: int, no_network: None) -> None:
+    source = torch.load(default_weights_path(name), map_location="cpu", weights_only=True)
+    assert len([k for k in source if not k.endswith("num_batches_tracked")]) == tensors
+    clf = build_classifier(cfg(name=name))
+    assert clf.weights_id.startswith("sha256:") and clf.target_layer == "bn2"
+    assert feature_layer(clf.module) == "bn2"

@@ -9,23 +9,37 @@ import pytest
 import torch
 from torch import nn
 
+from tests import reference_saliency
+from wsol_bench.boxes import Box
+from wsol_bench.frames import map_to_original, resize_shorter_side
 from wsol_bench.models import Classifier
-from wsol_bench.saliency.crops import (
-    CropWindow,
-    crop_windows,
-    map_to_original,
-    paste_maps,
-    resize_shorter_side,
-)
-from wsol_bench.saliency.gradient import (
-    crop_saliency,
-    image_saliency,
-    naive_image_saliency,
-)
+from wsol_bench.saliency import CropSettings, CropWindow, SaliencyResult, crop_windows, paste_maps
+from wsol_bench.saliency import image_saliency as image_saliency_of
+from wsol_bench.saliency.crops import crop_tensors
+from wsol_bench.saliency.gradient import Gradient
+from wsol_bench.saliency.image_saliency import image_tensor
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 MEAN, STD = (0.45, 0.5, 0.55), (0.2, 0.25, 0.3)
+
+
+def settings(crop: int = 224, crops: int = 10, top_k: int = 5) -> CropSettings:
+    return CropSettings(resize=crop, crop=crop, crops=crops, top_k=top_k)
+
+
+def image_saliency(clf, images, crop=224, crops=10, top_k=5, extra_classes=None) -> list[SaliencyResult]:
+    """The paper's gradient under the crop wrapper (the run's default)."""
+    return image_saliency_of(Gradient(), clf, images, settings(crop, crops, top_k), extra_classes)
+
+
+def naive_image_saliency(clf, images, crop=224, crops=10, top_k=5, extra_classes=None) -> list[SaliencyResult]:
+    return reference_saliency.naive_image_saliency(Gradient(), clf, images, settings(crop, crops, top_k),
+                                                   extra_classes)
+
+
+def win(y0: int, x0: int, size: int, flip: bool) -> CropWindow:
+    return CropWindow(Box(x0, y0, x0 + size - 1, y0 + size - 1), flip)
 
 
 
@@ -72,18 +86,19 @@ def test_resize_rejects_grey() -> None:
 def test_crop_windows() -> None:
     wins = crop_windows(256, 300, 224, 10)
     corners = [(0, 0), (0, 76), (32, 0), (32, 76), (16, 38)]
-    assert [(w.y0, w.x0) for w in wins] == corners * 2
+    assert [(w.box.ymin, w.box.xmin) for w in wins] == corners * 2
     assert [w.flip for w in wins] == [False] * 5 + [True] * 5 and {w.size for w in wins} == {224}
-    assert crop_windows(256, 300, 224, 1) == [CropWindow(16, 38, 224, False)]
-    assert crop_windows(224, 224, 224, 10)[3] == CropWindow(0, 0, 224, False)
+    assert crop_windows(256, 300, 224, 1) == [win(16, 38, 224, False)]
+    assert crop_windows(256, 300, 224, 2) == [win(16, 38, 224, False), win(16, 38, 224, True)]
+    assert crop_windows(224, 224, 224, 10)[3] == win(0, 0, 224, False)
     with pytest.raises(ValueError, match="smaller than the 224x224 crop"):
         crop_windows(223, 300, 224, 10)
-    with pytest.raises(ValueError, match="1 .* or 10"):
+    with pytest.raises(ValueError, match="1 .* 2 .* or 10"):
         crop_windows(256, 256, 224, 5)
 
 
 def test_paste_maps_averages_and_flips_back() -> None:
-    wins = [CropWindow(0, 0, 3, False), CropWindow(0, 2, 3, True)]
+    wins = [win(0, 0, 3, False), win(0, 2, 3, True)]
     maps = np.zeros((2, 3, 3), np.float32)
     maps[0] = 1.0
     maps[1, :, 0] = 4.0  # the reflected crop's left column is the frame's column 2 + 2 = 4
@@ -106,21 +121,28 @@ def test_map_to_original() -> None:
 # ----------------------------------------------------------------------------- gradients
 
 
+def crop_batch(image: np.ndarray, windows: list[CropWindow]) -> torch.Tensor:
+    return torch.stack(crop_tensors(image_tensor(image, torch.device("cpu")), windows))
+
+
 def test_matches_captum(small_classifier: Classifier) -> None:
-    """Every crop's map equals captum's Saliency (abs, max over channels) on that crop."""
+    """Every crop's map equals captum's Saliency (abs, max over channels) on that crop, whether
+    computed per crop (attribute) or for all class ranks from one graph (scores_and_maps)."""
     from captum.attr import Saliency
 
     image = random_images((40, 48))[0]
-    [res] = crop_saliency(small_classifier, [image], crop=32, crops=10, top_k=3)
-    saliency = Saliency(lambda x: small_classifier.module(small_classifier.normalise(x)))
-    x = torch.from_numpy(image).permute(2, 0, 1).float() / 255
-    for i, w in enumerate(res.windows):
-        crop = x[:, w.y0 : w.y0 + 32, w.x0 : w.x0 + 32]
-        crop = crop.flip(2) if w.flip else crop
-        for k, c in enumerate(res.classes):
-            attr = saliency.attribute(crop[None].clone().requires_grad_(True), target=int(c), abs=True)
-            expected = attr[0].amax(dim=0).numpy()
-            np.testing.assert_allclose(res.crop_maps[k, i], expected, rtol=1e-5, atol=1e-7 * expected.max())
+    windows = crop_windows(40, 48, 32, 10)
+    crops = crop_batch(image, windows)
+    classes = torch.tensor([[3, 0, 7]] * 10).T  # (K, N)
+    logits, maps = Gradient().scores_and_maps(small_classifier, crops, lambda logits: classes)
+    assert logits.shape == (10, 12) and maps.shape == (3, 10, 32, 32)
+    saliency = Saliency(small_classifier.logits)
+    for k in range(3):
+        expected = saliency.attribute(crops.clone().requires_grad_(True), target=classes[k].tolist(), abs=True)
+        expected = expected.amax(dim=1).numpy()
+        np.testing.assert_allclose(maps[k].numpy(), expected, rtol=1e-5, atol=1e-7 * expected.max())
+        one_call = Gradient().attribute(small_classifier, crops, classes[k]).numpy()
+        np.testing.assert_allclose(one_call, expected, rtol=1e-5, atol=1e-7 * expected.max())
 
 
 class ColourSquares(nn.Module):
@@ -143,21 +165,25 @@ def test_maps_land_where_the_evidence_is(n_crops: int) -> None:
     expected = np.zeros((3, 40, 56), np.float32)
     expected[0, 2:10, 3:13] = 2 * (1.0 - 0.5)
     expected[1, 25:37, 40:52] = 2 * (0.8 - 0.5)  # blue: nothing, map 0
-    [per_crop] = crop_saliency(clf, [image], crop=32, crops=n_crops, top_k=0, extra_classes=[[0, 1, 2]])
-    assert per_crop.classes.tolist() == [0, 1, 2]
-    for i, w in enumerate(per_crop.windows):
-        m = per_crop.crop_maps[:, i]
-        m = m[..., ::-1] if w.flip else m  # back into image orientation
-        np.testing.assert_allclose(m, expected[:, w.y0 : w.y0 + 32, w.x0 : w.x0 + 32], atol=1e-5, err_msg=str(w))
-    [res] = image_saliency(clf, [image], crop=32, crops=n_crops, top_k=0, extra_classes=[[0, 1, 2]])
+    windows = crop_windows(40, 56, 32, n_crops)
+    crops = crop_batch(image, windows)
+    for c in range(3):
+        maps = Gradient().attribute(clf, crops, torch.full((len(windows),), c)).numpy()
+        for i, w in enumerate(windows):
+            m = maps[i][:, ::-1] if w.flip else maps[i]  # back into image orientation
+            region = expected[c, w.box.ymin : w.box.ymax + 1, w.box.xmin : w.box.xmax + 1]
+            np.testing.assert_allclose(m, region, atol=1e-5, err_msg=str(w))
+    [res] = image_saliency(clf, [image], crop=32, crops=n_crops, top_k=1, extra_classes=[[0, 1, 2]])
+    assert sorted(res.classes.tolist()) == [0, 1, 2]
+    pasted = res.maps[[res.classes.tolist().index(c) for c in range(3)]]
     if n_crops == 10:  # the 10 crops cover the frame: the average is the analytic map everywhere
-        np.testing.assert_allclose(res.maps, expected, atol=1e-5)
+        np.testing.assert_allclose(pasted, expected, atol=1e-5)
     else:  # centre crop rows 4..35, columns 12..43; 0 outside
         covered = np.zeros((40, 56), bool)
         covered[4:36, 12:44] = True
-        np.testing.assert_allclose(res.maps, np.where(covered, expected, 0), atol=1e-5)
-    scores = [np.mean([float(((x[w.y0 : w.y0 + 32, w.x0 : w.x0 + 32] - 0.5).clip(0) ** 2).sum())
-                       for w in per_crop.windows]) for x in (expected[0] / 2 + 0.5, expected[1] / 2 + 0.5)]
+        np.testing.assert_allclose(pasted, np.where(covered, expected, 0), atol=1e-5)
+    scores = [np.mean([float(((x[w.box.ymin : w.box.ymax + 1, w.box.xmin : w.box.xmax + 1] - 0.5).clip(0) ** 2).sum())
+                       for w in windows]) for x in (expected[0] / 2 + 0.5, expected[1] / 2 + 0.5)]
     np.testing.assert_allclose(res.logits[:2], scores, rtol=1e-4)
 
 
@@ -179,15 +205,6 @@ def test_batched_equals_naive(small_classifier: Classifier, n_crops: int) -> Non
         assert (a.maps >= 0).all() and a.maps.max() > 0
 
 
-def test_vmap_mode_equals_loop(small_classifier: Classifier) -> None:
-    images = random_images((40, 52), (36, 36))
-    a = image_saliency(small_classifier, images, crop=32, top_k=2, extra_classes=[[], [9]])
-    b = image_saliency(small_classifier, images, crop=32, top_k=2, extra_classes=[[], [9]], grad_mode="vmap")
-    for x, y in zip(a, b):
-        np.testing.assert_array_equal(x.classes, y.classes)
-        np.testing.assert_allclose(x.maps, y.maps, rtol=1e-5, atol=1e-8)
-
-
 def test_leaves_parameters_alone_and_ignores_no_grad(small_classifier: Classifier) -> None:
     images = random_images((36, 40))
     with torch.no_grad():
@@ -205,7 +222,7 @@ def test_input_checks(small_classifier: Classifier) -> None:
     with pytest.raises(ValueError, match="extra class 12"):
         image_saliency(small_classifier, random_images((32, 32)), crop=32, extra_classes=[[12]])
     with pytest.raises(ValueError, match="top_k"):
-        image_saliency(small_classifier, random_images((32, 32)), crop=32, top_k=13)
+        image_saliency_of(Gradient(), small_classifier, random_images((32, 32)), CropSettings(32, 32, 1, top_k=13))
     training = Classifier(small_net().train(), MEAN, STD, "small", "x")
     with pytest.warns(UserWarning, match="training mode"):
         image_saliency(training, random_images((32, 32)), crop=32, crops=1, top_k=1)
@@ -214,7 +231,7 @@ def test_input_checks(small_classifier: Classifier) -> None:
 def test_saliency_figure(tmp_path: Path, small_classifier: Classifier) -> None:
     import matplotlib.image
 
-    from wsol_bench.saliency.figures import save_saliency_figure
+    from wsol_bench.figures.saliency import save_saliency_figure
 
     image = random_images((40, 52))[0]
     [res] = image_saliency(small_classifier, [image], crop=32, top_k=3)
@@ -233,10 +250,9 @@ def test_efficientnet_lite0_saliency_on_photos() -> None:
     (Centre crops only, to keep it short: the 10-crop path is what the toy tests check.)"""
     from skimage import data
 
-    from wsol_bench.config import ModelConfig
-    from wsol_bench.models import build_classifier
+    from wsol_bench.models import ModelSpec, build_classifier
 
-    clf = build_classifier(ModelConfig(device="cpu"))
+    clf = build_classifier(ModelSpec(device="cpu"))
     coffee, cat = (resize_shorter_side(im, 256) for im in (data.coffee(), data.chelsea()))
     tabby = 281
     res = image_saliency(clf, [coffee, cat], crops=1, top_k=5, extra_classes=[[], [tabby]])

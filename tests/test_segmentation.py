@@ -7,20 +7,18 @@ pixels at least 5 pixels away from it. Boxes are 0-based inclusive (x0, y0, x1, 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import pickle
-import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from wsol_bench.boxes import full_image_box, iou_inclusive
-from wsol_bench.config import SegmentationConfig
-from wsol_bench.segmentation import METHODS, Localisation, build_segmenter
+from wsol_bench.boxes import Box, iou_inclusive
+from wsol_bench.segmentation import BOX_EXTRACTORS, Localisation, box_extractor
 from wsol_bench.segmentation.baselines import center_box
 from wsol_bench.segmentation.components import (
     CONSTANT_MAP,
@@ -33,25 +31,19 @@ from wsol_bench.segmentation.components import (
     select_components,
     working_size,
 )
-from wsol_bench.segmentation.graphcut import (
-    OFFSETS,
-    fit_gmm,
-    log_likelihoods,
-    min_cut,
-    pairwise_weights,
-    quadratic_features,
-)
+from wsol_bench.segmentation.graphcut import OFFSETS, GraphCut, min_cut, pairwise_weights
+from wsol_bench.segmentation.mixtures import fit_gmm, log_likelihoods, quadratic_features
 
 SALIENCY_METHODS = ("graphcut", "grabcut", "threshold")
 REPO = Path(__file__).resolve().parents[1]
-
-Box = tuple[int, int, int, int]
+METHODS = ("graphcut", "grabcut", "threshold", "full_image", "center")
+Coords = tuple[int, int, int, int]
 
 
 def synthetic_scene(
-    height: int = 72, width: int = 96, box: Box = (30, 20, 69, 51), seed: int = 0, outliers: int = 20,
+    height: int = 72, width: int = 96, box: Coords = (30, 20, 69, 51), seed: int = 0, outliers: int = 20,
     noise: float = 0.3,
-) -> tuple[np.ndarray, np.ndarray, Box]:
+) -> tuple[np.ndarray, np.ndarray, Coords]:
     """(RGB uint8 image, float32 saliency map, true inclusive box)."""
     rng = np.random.default_rng(seed)
     palette = np.array([[40, 160, 60], [60, 80, 200], [150, 150, 150], [220, 200, 90]])
@@ -73,23 +65,25 @@ def synthetic_scene(
 PAPER = dict(fg_quantile=0.95, smooth_sigma=0.0, max_side=None, keep_components="largest")
 
 
-def paper_config(**fields: object) -> SegmentationConfig:
-    """The paper's settings: these unit tests check the method itself, not the tuned defaults."""
-    return SegmentationConfig(**{**PAPER, **fields})
+def paper_extractor(method: str, **fields: object):
+    """The paper's settings (those the method has): these unit tests check the method itself,
+    not the tuned defaults."""
+    names = {f.name for f in dataclasses.fields(BOX_EXTRACTORS.get(method))}
+    return box_extractor(method, **{**{k: v for k, v in PAPER.items() if k in names}, **fields})
 
 
 def localise(method: str, image: np.ndarray, saliency: np.ndarray, **overrides: object) -> Localisation:
-    segmenter = build_segmenter(paper_config(method=method, **overrides))
+    segmenter = paper_extractor(method, **overrides)
     return segmenter.localise(segmenter.prepare(image), saliency)
 
 
-def iou(a: Box, b: Box) -> float:
-    return float(iou_inclusive(np.array(a), np.array(b)))
+def iou(a, b) -> float:
+    return float(iou_inclusive(np.array(tuple(a)), np.array(tuple(b))))
 
 
 def assert_valid(loc: Localisation, height: int, width: int) -> None:
     x0, y0, x1, y1 = loc.box
-    assert all(isinstance(v, int) for v in loc.box)
+    assert isinstance(loc.box, Box) and all(isinstance(v, int) for v in loc.box)
     assert 0 <= x0 <= x1 < width and 0 <= y0 <= y1 < height
     if loc.mask is not None:
         assert loc.mask.shape == (height, width) and loc.mask.dtype == bool
@@ -153,13 +147,13 @@ def test_degenerate_map_falls_back(method: str, kind: str) -> None:
     saliency, reason = degenerate_maps(72, 96)[kind]
     for smooth in (0.0, 2.0):
         loc = localise(method, image, saliency, smooth_sigma=smooth, max_side=48)
-        assert loc == Localisation(box=(0, 0, 95, 71), mask=None, fallback=reason)
+        assert loc == Localisation(box=Box(0, 0, 95, 71), mask=None, fallback=reason)
 
 
 def test_threshold_nonpositive_map() -> None:
     image, saliency, _ = synthetic_scene()
     loc = localise("threshold", image, saliency - saliency.max() - 1.0)
-    assert loc.fallback == NONPOSITIVE_MAP and loc.box == (0, 0, 95, 71)
+    assert loc.fallback == NONPOSITIVE_MAP and loc.box.coords == (0, 0, 95, 71)
 
 
 @pytest.mark.parametrize("method", ["graphcut", "grabcut"])
@@ -167,19 +161,19 @@ def test_too_few_seeds(method: str) -> None:
     image = np.random.default_rng(0).integers(0, 255, (1, 30, 3), dtype=np.uint8)
     saliency = np.linspace(0, 1, 30, dtype=np.float32)[None]  # 2 foreground seeds < 5 components
     loc = localise(method, image, saliency)
-    assert loc == Localisation(box=(0, 0, 29, 0), mask=None, fallback=TOO_FEW_SEEDS)
+    assert loc == Localisation(box=Box(0, 0, 29, 0), mask=None, fallback=TOO_FEW_SEEDS)
 
 
 def test_empty_foreground_falls_back() -> None:
     assert select_components(np.zeros((4, 5), bool), "largest")[1] is None
     loc = mask_localisation(np.zeros((4, 5), bool), (8, 10), "largest")
-    assert loc == Localisation(box=(0, 0, 9, 7), mask=None, fallback=EMPTY_FOREGROUND)
+    assert loc == Localisation(box=Box(0, 0, 9, 7), mask=None, fallback=EMPTY_FOREGROUND)
 
 
 @pytest.mark.parametrize("method", SALIENCY_METHODS)
 def test_shape_mismatch_raises(method: str) -> None:
     image, saliency, _ = synthetic_scene()
-    segmenter = build_segmenter(paper_config(method=method))
+    segmenter = paper_extractor(method)
     with pytest.raises(ValueError, match="frame"):
         segmenter.localise(segmenter.prepare(image), saliency.T)
 
@@ -218,7 +212,8 @@ def test_degenerate_image_shapes_do_not_crash(method: str, shape: tuple[int, int
     image = rng.integers(0, 255, (*shape, 3), dtype=np.uint8)
     saliency = rng.random(shape).astype(np.float32)
     for max_side in (None, 7):
-        loc = localise(method, image, saliency, max_side=max_side, smooth_sigma=1.0)
+        extra = dict(max_side=max_side, smooth_sigma=1.0) if method in SALIENCY_METHODS else {}
+        loc = localise(method, image, saliency, **extra)
         assert_valid(loc, *shape)
 
 
@@ -230,11 +225,11 @@ def test_deterministic_across_runs_and_objects(method: str) -> None:
     rng = np.random.default_rng(7)
     image = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)  # no structure: ties and noise
     saliency = cv2.GaussianBlur(rng.random((48, 64)).astype(np.float32), (0, 0), 3)
-    cfg = paper_config(method=method, seed=3)
-    first = build_segmenter(cfg)
+    seed = {} if method == "threshold" else {"seed": 3}
+    first = paper_extractor(method, **seed)
     prepared = first.prepare(image)
     a, b = first.localise(prepared, saliency), first.localise(prepared, saliency)
-    second = pickle.loads(pickle.dumps(build_segmenter(cfg)))
+    second = pickle.loads(pickle.dumps(paper_extractor(method, **seed)))
     c = second.localise(second.prepare(image), saliency)
     assert a.box == b.box == c.box
     assert np.array_equal(a.mask, b.mask) and np.array_equal(a.mask, c.mask)
@@ -244,7 +239,7 @@ def test_deterministic_across_runs_and_objects(method: str) -> None:
 def test_prepare_once_reuse(method: str) -> None:
     image, _, _ = synthetic_scene(seed=5)
     maps = [synthetic_scene(seed=s)[1] for s in (5, 6, 7)] + [np.zeros((72, 96), np.float32)]
-    segmenter = build_segmenter(paper_config(method=method))
+    segmenter = paper_extractor(method)
     prepared = segmenter.prepare(image)
     reused = [segmenter.localise(prepared, m) for m in maps]
     fresh = [segmenter.localise(segmenter.prepare(image), m) for m in maps]
@@ -279,9 +274,9 @@ def test_keep_all_components() -> None:
     saliency = np.zeros((30, 40), np.float32)
     saliency[2:6, 3:8] = 1.0  # 20 px
     saliency[20:28, 25:35] = 1.0  # 80 px
-    assert localise("threshold", image, saliency).box == (25, 20, 34, 27)
+    assert localise("threshold", image, saliency).box.coords == (25, 20, 34, 27)
     loc = localise("threshold", image, saliency, keep_components="all")
-    assert loc.box == (3, 2, 34, 27) and loc.mask.sum() == 100
+    assert loc.box.coords == (3, 2, 34, 27) and loc.mask.sum() == 100
 
 
 # ----------------------------------------------------------------------------- baselines
@@ -291,13 +286,13 @@ def test_baselines_exact_boxes_ignore_map() -> None:
     image = np.zeros((100, 60, 3), np.uint8)
     nan_map = np.full((100, 60), np.nan)
     full = localise("full_image", image, nan_map)
-    assert full == Localisation(box=(0, 0, 59, 99), mask=None, fallback=None)
+    assert full == Localisation(box=Box(0, 0, 59, 99), mask=None, fallback=None)
     center = localise("center", image, nan_map)
-    assert center == Localisation(box=(7, 12, 51, 86), mask=None, fallback=None)  # 45 x 75
-    assert localise("center", image, None, center_fraction=0.5).box == (15, 25, 44, 74)
-    assert localise("center", image, None, center_fraction=1.0).box == full_image_box(100, 60)
-    assert center_box(13, 20, 0.75) == (2, 1, 16, 10)  # 15 x 10
-    assert center_box(1, 1, 0.1) == (0, 0, 0, 0)
+    assert center == Localisation(box=Box(7, 12, 51, 86), mask=None, fallback=None)  # 45 x 75
+    assert localise("center", image, None, fraction=0.5).box.coords == (15, 25, 44, 74)
+    assert localise("center", image, None, fraction=1.0).box == Box.full((100, 60))
+    assert center_box(13, 20, 0.75).coords == (2, 1, 16, 10)  # 15 x 10
+    assert center_box(1, 1, 0.1).coords == (0, 0, 0, 0)
 
 
 # ----------------------------------------------------------------------------- pieces
@@ -337,11 +332,9 @@ def test_pairwise_weights_match_definition() -> None:
 
 def test_min_cut_is_the_energy_minimum() -> None:
     """Brute force over all 2^12 labellings of a 3 x 4 image, with and without hard seeds."""
-    from wsol_bench.segmentation.graphcut import GraphCutSegmenter
-
     rng = np.random.default_rng(1)
     image = rng.integers(0, 255, (3, 4, 3), dtype=np.uint8)
-    prepared = GraphCutSegmenter(paper_config(pairwise_weight=20.0)).prepare(image)
+    prepared = paper_extractor("graphcut", pairwise_weight=20.0).prepare(image)
     weights, _ = pairwise_weights(image.astype(np.float32), 20.0)
     preference = rng.normal(0, 15, (3, 4))
     fg = np.zeros((3, 4), bool)
@@ -369,6 +362,11 @@ def test_min_cut_is_the_energy_minimum() -> None:
             assert mask[fg].all() and not mask[bg].any()
 
 
+def log_likelihood(model, colours: np.ndarray) -> np.ndarray:
+    """``(N,)`` float64 log density of RGB rows under ``model``."""
+    return log_likelihoods(quadratic_features(colours, np.float64), [model])[0]
+
+
 def test_gmm_scores_match_sklearn_and_fit_is_deterministic() -> None:
     from sklearn.mixture import GaussianMixture
 
@@ -381,58 +379,61 @@ def test_gmm_scores_match_sklearn_and_fit_is_deterministic() -> None:
     reference.precisions_cholesky_ = model.precisions_cholesky
     pixels = rng.uniform(0, 255, (5000, 3)).astype(np.float32)
     expected = reference.score_samples(pixels)
-    np.testing.assert_allclose(model.log_likelihood(pixels), expected, rtol=1e-6, atol=1e-4)
+    np.testing.assert_allclose(log_likelihood(model, pixels), expected, rtol=1e-6, atol=1e-4)
     np.testing.assert_allclose(log_likelihoods(quadratic_features(pixels), [model])[0], expected,
                                rtol=1e-5, atol=1e-2)
     # the budgeted EM is within 0.05 nats/sample of EM run to convergence
     converged = fit_gmm(x, 5, seed=0, max_iter=500, tol=1e-9)
-    assert model.log_likelihood(x).mean() > converged.log_likelihood(x).mean() - 0.05
+    assert log_likelihood(model, x).mean() > log_likelihood(converged, x).mean() - 0.05
     again = fit_gmm(x, 5, seed=0)
     np.testing.assert_array_equal(model.means, again.means)
     np.testing.assert_array_equal(model.precisions_cholesky, again.precisions_cholesky)
     flat = fit_gmm(np.full((8, 3), 100.0), 5, seed=0)  # one colour: finite, via the covariance floor
-    assert np.isfinite(flat.log_likelihood(np.array([[100.0, 100.0, 100.0], [0.0, 0.0, 0.0]]))).all()
+    assert np.isfinite(log_likelihood(flat, np.array([[100.0, 100.0, 100.0], [0.0, 0.0, 0.0]]))).all()
 
 
 # ----------------------------------------------------------------------------- config
 
 
-def test_build_segmenter_config_handling() -> None:
-    from omegaconf import OmegaConf
-
-    cfg = OmegaConf.structured(SegmentationConfig(method="threshold", threshold=0.5))
-    segmenter = build_segmenter(cfg)
-    assert type(segmenter).__name__ == "ThresholdSegmenter" and segmenter.cfg.threshold == 0.5
-    assert type(build_segmenter({"method": "center"})).__name__ == "CenterSegmenter"
+def test_extractors_are_checked_picklable_parameter_objects() -> None:
+    threshold = box_extractor("threshold", threshold=0.5)
+    assert type(threshold).__name__ == "Threshold" and threshold.threshold == 0.5
     for method in METHODS:  # plain picklable objects (sent to worker processes)
-        restored = pickle.loads(pickle.dumps(build_segmenter(paper_config(method=method, seed=4))))
-        assert restored.cfg == paper_config(method=method, seed=4)
-    for bad in (dict(method="nope"), dict(fg_quantile=0.2), dict(keep_components="some"),
-                dict(max_side=0), dict(center_fraction=0.0), dict(threshold=1.0)):
-        with pytest.raises(ValueError, match="segmentation"):
-            build_segmenter(replace(SegmentationConfig(), **bad))
+        extractor = box_extractor(method)
+        assert pickle.loads(pickle.dumps(extractor)) == extractor and extractor.name == method
+    for method, bad, message in (
+        ("nope", {}, "segmentation.method='nope' is not one of center, full_image, grabcut, graphcut, threshold"),
+        ("graphcut", dict(fg_quantile=0.2), "segmentation.fg_quantile=0.2: must be in (bg_quantile=0.3, 1]"),
+        ("graphcut", dict(keep_components="some"), "segmentation.keep_components='some': must be one of"),
+        ("grabcut", dict(max_side=0), "segmentation.max_side=0: must be null or >= 1"),
+        ("center", dict(fraction=0.0), "segmentation.fraction=0.0: must be in (0, 1]"),
+        ("threshold", dict(threshold=1.0), "segmentation.threshold=1.0: must be in [0, 1)"),
+        ("threshold", dict(fg_quantile=0.5), "segmentation.fg_quantile: not a parameter of Threshold"),
+    ):
+        with pytest.raises(ValueError) as err:
+            box_extractor(method, **bad)
+        assert message in str(err.value)
 
 
 def test_conf_files_compose(tmp_path: Path) -> None:
     from hydra import compose, initialize_config_dir
 
     from wsol_bench.config import register_configs
+    from wsol_bench.tasks.factory import box_extractor_from
 
     register_configs()
-    shutil.copytree(REPO / "conf" / "segmentation", tmp_path / "segmentation")
-    (tmp_path / "config.yaml").write_text("defaults:\n  - wsol_bench_schema\n  - segmentation: graphcut\n  - _self_\n")
-    with initialize_config_dir(config_dir=str(tmp_path), version_base=None):
-        for name in ("graphcut", "grabcut", "threshold", "full_image", "center"):
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
+        for name in METHODS:
             cfg = compose(config_name="config", overrides=[f"segmentation={name}"])
-            assert cfg.segmentation.method == name
-            assert type(build_segmenter(cfg.segmentation)).__module__.startswith("wsol_bench.segmentation")
+            extractor, engine = box_extractor_from(cfg)
+            assert extractor.name == name and engine == {"workers": 0}
 
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_tuned_defaults_find_the_synthetic_object(seed: int) -> None:
     """The tuned defaults (smoothing, 160-pixel segmentation, all components) still localise."""
     image, saliency, truth = synthetic_scene(seed=seed)
-    segmenter = build_segmenter(SegmentationConfig())
+    segmenter = box_extractor("graphcut")
     loc = segmenter.localise(segmenter.prepare(image), saliency)
     assert loc.fallback is None
     assert_valid(loc, *saliency.shape)

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def small_set(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def overrides(images: Path, ann: Path, out: Path, *extra: str) -> list[str]:
-    return [f"dataset.images={images}", f"dataset.annotations={ann}", "dataset.prepare_demo=false",
+    return [f"dataset.images={images}", f"dataset.annotations={ann}",
             "dataset.num_workers=0", "saliency.resize=64", "saliency.crop=56", "saliency.batch_images=1",
             "saliency.cache=false", "run.progress=false", "run.figures=0", f"hydra.run.dir={out}", *extra]
 
@@ -54,15 +55,74 @@ def test_two_processes_equal_one(tmp_path, small_set):
     one = tmp_path / "one"
     res = run_cli(*overrides(images, ann, one))
     assert res.returncode == 0, res.stdout[-3000:]
-    two = tmp_path / "two"
+    # torchrun without hydra.run.dir: the ranks' timestamps differ, yet only rank 0's folder is made
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    before = set(Path(tempfile.gettempdir()).glob("wsol_bench_rank*"))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29531",
-           "-m", "wsol_bench", *overrides(images, ann, two)]
-    res = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+           "-m", "wsol_bench", *overrides(images, ann, one)[:-1]]
+    res = subprocess.run(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-3000:]
+    [two] = list((cwd / "outputs" / "localise").iterdir())  # no stray, empty run folder of rank 1
+    assert set(Path(tempfile.gettempdir()).glob("wsol_bench_rank*")) == before  # its temporary one is gone
     assert json.loads((two / "metrics.json").read_text())["world_size"] == 2
     pd.testing.assert_frame_equal(table(one), table(two))
     m1, m2 = (json.loads((d / "metrics.json").read_text()) for d in (one, two))
     assert m1["loc_error_at_k"] == m2["loc_error_at_k"] and m1["gt_known_loc_error"] == m2["gt_known_loc_error"]
+
+
+def test_resume_with_other_settings_is_refused_and_the_original_config_kept(tmp_path, small_set):
+    images, ann = small_set
+    out = tmp_path / "run"
+    assert run_cli(*overrides(images, ann, out)).returncode == 0
+    original = (out / ".hydra" / "overrides.yaml").read_text()
+    for part in sorted((out / "records").glob("part-*.jsonl"))[:2]:
+        part.unlink()
+    res = run_cli(*overrides(images, ann, out, "run.resume=true", "model.weights=random", "segmentation=center",
+                             "saliency.top_k=2"))
+    assert res.returncode != 0
+    assert "run.resume=true refused" in res.stdout
+    for key in ("model.weights", "saliency.crops.top_k", "segmentation.method", "segmentation.params.fraction"):
+        assert key in res.stdout, key
+    assert (out / ".hydra" / "overrides.yaml").read_text() == original  # the resumed run's files go beside
+    assert len(list(out.glob(".hydra-resume-*/overrides.yaml"))) == 1
+    res = run_cli(*overrides(images, ann, out, "run.resume=true"))  # the same settings resume
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert json.loads((out / "metrics.json").read_text())["rank0_batches_done"] == 2
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_loader_workers_die_with_a_killed_run(tmp_path, small_set):
+    images, ann = small_set
+    out = tmp_path / "run"
+    args = [a for a in overrides(images, ann, out) if not a.startswith("dataset.num_workers")]
+    proc = subprocess.Popen([sys.executable, "-m", "wsol_bench", *args, "dataset.num_workers=2"], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, workers = time.time() + 120, []
+    while time.time() < deadline and proc.poll() is None and not list((out / "records").glob("part-*")):
+        workers = _children(proc.pid)  # the run is under way (its workers are up) once a part is written
+        time.sleep(0.05)
+    assert len(workers) >= 2, "the run should have started its loader workers"
+    proc.kill()
+    proc.wait()
+    deadline = time.time() + 2  # PR_SET_PDEATHSIG kills at once (torch's own watchdog polls every 5 s)
+    while time.time() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
+        time.sleep(0.1)
+    alive = {w: Path(f"/proc/{w}/cmdline").read_bytes().replace(b"\0", b" ")[:200] for w in workers
+             if Path(f"/proc/{w}").exists() and Path(f"/proc/{w}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"}
+    assert not alive, f"loader workers outlived their killed parent: {alive}"
 
 
 def test_killed_run_resumes_without_recomputing(tmp_path, small_set):

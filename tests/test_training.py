@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import types
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,7 +21,8 @@ from wsol_bench.training.data import (
     find_train_dir,
     train_transform,
 )
-from wsol_bench.training.loop import DistInfo, _lr_lambda, fit, load_checkpoint
+from wsol_bench.distributed import DistInfo
+from wsol_bench.training.loop import _lr_lambda, fit, load_checkpoint
 from wsol_bench.training.synthetic import make_synthetic_dataset, synthetic_wnid
 
 REPO = Path(__file__).resolve().parent.parent
@@ -170,28 +170,22 @@ def test_runner_smoke_experiment_with_stand_in_model(tmp_path: Path, monkeypatch
     from wsol_bench.config import register_configs
     from wsol_bench.tasks import train as runner
 
-    seen: list[object] = []
-
-    def build_classifier(cfg: object) -> object:
-        seen.append(cfg)
-        return types.SimpleNamespace(module=tiny_net(4).eval(), mean=MEAN, std=STD, name="tiny", weights_id="r")
-
-    fake = types.SimpleNamespace(build_classifier=build_classifier, resolve_device=lambda s: torch.device("cpu"))
-    monkeypatch.setitem(sys.modules, "wsol_bench.models", fake)
     monkeypatch.chdir(tmp_path)
     register_configs()
+    own_model = ["model.name=custom", "model.factory=tests.test_training:tiny_net", "model.weights=null"]
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["+experiment=train_smoke", "train.max_steps=5", "train.crop=24"])
-        cfg2 = compose("config", overrides=["+experiment=train_smoke", "train.resume=true", "train.crop=24"])
-    assert (cfg.task.name, cfg.model.name, cfg.model.num_classes) == ("train", "paper_convnet", 4)
+        assert compose("config", overrides=["+experiment=train_smoke"]).model.name == "paper_convnet"
+        cfg = compose("config", overrides=["+experiment=train_smoke", *own_model, "train.max_steps=5", "train.crop=24"])
+        cfg2 = compose("config", overrides=["+experiment=train_smoke", *own_model, "train.resume=true",
+                                            "train.crop=24"])
+    assert (cfg.task.name, cfg.model.num_classes) == ("train", 4)
     first = runner.run(cfg)
     out = tmp_path / "outputs" / "train"
     assert first["step"] == 5 and (out / "synthetic" / "train" / synthetic_wnid(3)).is_dir()
-    assert seen[0].weights == "random"  # type: ignore[attr-defined]
     second = runner.run(cfg2)
     assert second["step"] == 16  # 2 epochs of 128 / 16 steps, continuing from step 5
     ckpt = load_checkpoint(out / "checkpoints" / "last.pt")
-    assert ckpt["config"]["train"]["batch_size"] == 16 and ckpt["model_name"] == "paper_convnet"
+    assert ckpt["config"]["train"]["batch_size"] == 16 and ckpt["model_name"] == "custom"
     assert ckpt["classes"] == [synthetic_wnid(k) for k in range(4)]
 
 
@@ -207,13 +201,10 @@ def test_smoke_experiment_cli_learns_and_resumes(tmp_path: Path) -> None:
     assert steps["step"].tolist() == list(range(1, 17))
     assert steps["loss"].iloc[-4:].mean() < steps["loss"].iloc[:4].mean() - 0.05
     assert pd.read_csv(tmp_path / "metrics.csv")["step"].tolist() == [8, 16]
-    from wsol_bench.models import build_classifier
+    from wsol_bench.models import ModelSpec, build_classifier
 
-    from omegaconf import OmegaConf
-
-    clf = build_classifier(OmegaConf.create(
-        {"name": "paper_convnet", "weights": str(tmp_path / "checkpoints" / "last.pt"), "num_classes": 4,
-         "seed": 0, "device": "cpu", "allow_download": False}))
+    clf = build_classifier(ModelSpec(name="paper_convnet", weights=str(tmp_path / "checkpoints" / "last.pt"),
+                                     num_classes=4, device="cpu"))
     assert clf.module(torch.zeros(1, 3, 64, 64)).shape == (1, 4)
 
 
@@ -223,7 +214,7 @@ from types import SimpleNamespace
 sys.path.insert(0, sys.argv[3])
 from test_training import tiny_net, MEAN, STD
 from wsol_bench.training import *
-from wsol_bench.training.loop import barrier
+from wsol_bench.distributed import barrier, init_distributed, shutdown_distributed
 info = init_distributed(torch.device("cpu"))
 root = sys.argv[1]
 if info.is_main:

@@ -8,13 +8,19 @@ import tempfile
 from pathlib import Path
 
 
-def _current_umask() -> int:
+def current_umask() -> int:
+    """The process's umask, read from ``/proc/self/status`` on Linux (setting and restoring it
+    with ``os.umask`` elsewhere, which races with other threads creating files)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
-
-
-_UMASK = _current_umask()  # read once at import: os.umask can only be read by setting it
 
 
 def atomic_write(path: str | Path, data: bytes | str, fsync: bool = True) -> Path:
@@ -34,7 +40,7 @@ def atomic_write(path: str | Path, data: bytes | str, fsync: bool = True) -> Pat
             fh.flush()
             if fsync:
                 os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -127,14 +127,17 @@ def die_with_parent(*_: object) -> None:
     """Worker initialiser: ask Linux to kill this process when its parent dies
     (``prctl(PR_SET_PDEATHSIG, SIGKILL)``), so no worker outlives a killed run. A no-op
     elsewhere. Also limits the worker's own thread pools to one thread."""
-    parent = os.getppid()
+    import multiprocessing
+
+    spawner = multiprocessing.parent_process()
+    parent = spawner.pid if spawner is not None else os.getppid()
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         pr_set_pdeathsig = 1
         libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
     except (OSError, AttributeError):
         pass
-    if os.getppid() != parent:  # the parent died before prctl took effect
+    if os.getppid() != parent:  # the parent died before prctl took effect (e.g. while this worker started)
         os._exit(1)
     import cv2
     from threadpoolctl import threadpool_limits

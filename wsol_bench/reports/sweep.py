@@ -19,6 +19,10 @@ def metric_columns(metrics: dict) -> dict:
     return row
 
 
+def _interval(bounds: list[float] | None) -> str | None:
+    return None if bounds is None else f"[{bounds[0]:.3f}, {bounds[1]:.3f}]"
+
+
 def collect_sweep(sweep_dir: str | Path) -> pd.DataFrame:
     """One row per job of ``sweep_dir``: its overrides, then its metrics.
 
