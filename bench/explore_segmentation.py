@@ -1,12 +1,13 @@
-"""Fast exploration of segmentation settings on cached saliency maps (GT-known error only).
+"""Fast exploration of box-extractor settings on cached saliency maps (GT-known error only).
 
-Reads the saliency cache filled by a localisation run on the same data (same model and
-saliency settings), segments only the map of the ground-truth class of each image, and
-prints the GT-known localisation error of every setting given. Used to choose which
-settings to sweep properly with Hydra multirun (whose tables are the ones in docs/).
+Reads the saliency cache filled by a localisation run on the same data (same model, method
+and crop settings), localises only the map of the ground-truth class of each image, and
+prints the GT-known localisation error of every setting, for the tuning images (the first
+``--split``, default 100) and the confirmation images (the rest) separately. Used to choose
+which settings to sweep properly with Hydra multirun (whose tables are the ones in docs/).
 
     python bench/explore_segmentation.py dataset=shared_sample \
-        --grid segmentation.method=threshold segmentation.smooth_sigma=0,8 segmentation.threshold=0.1,0.2
+        --grid segmentation=threshold segmentation.smooth_sigma=0,8 segmentation.threshold=0.1,0.2
 """
 
 from __future__ import annotations
@@ -24,34 +25,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hydra import compose, initialize_config_dir  # noqa: E402
 
-from wsol_bench.boxes import boxes_array, iou_inclusive, scale_box  # noqa: E402
-from wsol_bench.config import (  # noqa: E402
-    DatasetConfig,
-    ModelConfig,
-    SaliencyConfig,
-    SegmentationConfig,
-    register_configs,
-)
+from wsol_bench.boxes import iou_inclusive  # noqa: E402
+from wsol_bench.config import register_configs  # noqa: E402
 from wsol_bench.data.images import read_rgb  # noqa: E402
 from wsol_bench.data.sources import load_evaluation_set  # noqa: E402
-from wsol_bench.localisation.run import saliency_namespace  # noqa: E402
-from wsol_bench.localisation.saliency_cache import SaliencyCache  # noqa: E402
+from wsol_bench.files import sha256_file  # noqa: E402
+from wsol_bench.frames import resize_shorter_side  # noqa: E402
 from wsol_bench.models import build_classifier  # noqa: E402
-from wsol_bench.saliency.crops import resize_shorter_side  # noqa: E402
-from wsol_bench.segmentation import build_segmenter  # noqa: E402
-from wsol_bench.tasks import section  # noqa: E402
+from wsol_bench.pipeline.engine import Pipeline  # noqa: E402
+from wsol_bench.saliency.cache import SaliencyCache  # noqa: E402
+from wsol_bench.tasks.factory import localisation_plan, resolve_demo, section  # noqa: E402
 
 
-def _score(args) -> list[float]:
-    settings, items = args
+def _score(args) -> list[list[float]]:
+    extractors, items = args
     out = []
-    for seg_cfg in settings:
-        segmenter = build_segmenter(seg_cfg)
+    for extractor in extractors:
         hits = []
         for resized, gt_map, original, gt_boxes in items:
-            prepared = segmenter.prepare(resized)
-            box = scale_box(segmenter.localise(prepared, gt_map).box, resized.shape[:2], original)
-            hits.append(float(iou_inclusive(np.array(box, float)[None], gt_boxes).max() >= 0.5))
+            box = extractor.localise(extractor.prepare(resized), gt_map).box.scaled(resized.shape[:2], original)
+            hits.append(float(iou_inclusive(np.array(box.coords, float)[None], gt_boxes).max() >= 0.5))
         out.append(hits)
     return out
 
@@ -59,43 +52,50 @@ def _score(args) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("overrides", nargs="*")
-    parser.add_argument("--grid", nargs="+", required=True, help="key=v1,v2 ... (segmentation keys)")
+    parser.add_argument("--grid", nargs="+", required=True, help="key=v1,v2 ... (segmentation keys or group)")
     parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--split", type=int, default=100, help="the first N images tune, the rest confirm")
     args = parser.parse_args()
     register_configs()
     keys, values = zip(*(g.split("=", 1) for g in args.grid))
     grid = list(itertools.product(*(v.split(",") for v in values)))
     with initialize_config_dir(config_dir=str(Path(__file__).resolve().parent.parent / "conf"), version_base="1.3"):
         cfg = compose(config_name="config", overrides=args.overrides)
-        settings = [
-            section(compose(config_name="config", overrides=[*args.overrides, *(f"{k}={v}" for k, v in zip(keys, c))]),
-                    "segmentation", SegmentationConfig)
+        extractors = [
+            localisation_plan(compose(config_name="config",
+                                      overrides=[*args.overrides, *(f"{k}={v}" for k, v in zip(keys, c))])).extractor
             for c in grid
         ]
-    data = load_evaluation_set(section(cfg, "dataset", DatasetConfig))
-    sal = section(cfg, "saliency", SaliencyConfig)
-    classifier = build_classifier(section(cfg, "model", ModelConfig))
-    cache = SaliencyCache(sal.cache_dir, saliency_namespace(classifier, sal))
+    plan = localisation_plan(cfg)
+    data = load_evaluation_set(resolve_demo(plan.dataset, section(cfg, "dataset").get("demo_dir")))
+    pipeline = Pipeline(build_classifier(plan.model), plan.method, plan.crops, plan.extractor)
+    cache = SaliencyCache(plan.engine.cache_dir, pipeline.saliency_namespace())
     items = []
     for image_id in data.image_ids:
         gt = data.ground_truth[image_id]
         gt_class = data.synsets.index(gt.label)
-        res = cache.get(image_id, data.image_paths[image_id], [gt_class])
+        rgb = read_rgb(data.image_paths[image_id])
+        resized = resize_shorter_side(rgb, plan.crops.resize)
+        res = cache.get(image_id, sha256_file(data.image_paths[image_id]), [gt_class], resized.shape[:2],
+                        plan.crops.top_k)
         if res is None:
             raise SystemExit(f"{image_id}: not in the saliency cache; run the localisation once first")
-        rgb = read_rgb(data.image_paths[image_id])
-        resized = resize_shorter_side(rgb, sal.resize)
         gt_map = res.maps[list(res.classes).index(gt_class)]
-        items.append((resized, gt_map, rgb.shape[:2], boxes_array(b for b in gt.boxes if b.synset == gt.label)))
+        items.append((resized, gt_map, rgb.shape[:2], np.array([b.coords for b in gt.boxes_of(gt.label)], float)))
     start = time.perf_counter()
     chunks = [items[i :: args.processes] for i in range(args.processes)]
     with ProcessPoolExecutor(args.processes) as pool:
-        parts = list(pool.map(_score, [(settings, c) for c in chunks]))
-    print(f"{len(items)} images, {len(settings)} settings, {time.perf_counter() - start:.0f} s")
-    print(" | ".join(keys) + " | GT-known loc. error")
+        parts = list(pool.map(_score, [(extractors, c) for c in chunks]))
+    n = len(items)
+    halves = (f"1-{min(args.split, n)}", f"{args.split + 1}-{n}") if n > args.split else (f"1-{n}",)
+    print(f"{n} images, {len(extractors)} settings, {time.perf_counter() - start:.0f} s")
+    print(" | ".join(keys) + " | " + " | ".join(f"GT-known loc. error, images {h}" for h in halves))
     for j, combo in enumerate(grid):
-        hits = [h for part in parts for h in part[j]]
-        print(" | ".join(combo) + f" | {1 - np.mean(hits):.3f}")
+        hits = np.empty(n)
+        for i, part in enumerate(parts):
+            hits[i :: args.processes] = part[j]
+        errors = [1 - hits[: args.split].mean()] + ([1 - hits[args.split :].mean()] if n > args.split else [])
+        print(" | ".join(combo) + " | " + " | ".join(f"{e:.3f}" for e in errors))
 
 
 if __name__ == "__main__":

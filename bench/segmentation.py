@@ -28,8 +28,7 @@ from skimage import data  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from wsol_bench.boxes import iou_inclusive  # noqa: E402
-from wsol_bench.config import SegmentationConfig  # noqa: E402
-from wsol_bench.segmentation import build_segmenter  # noqa: E402
+from wsol_bench.segmentation import BoxExtractor, box_extractor  # noqa: E402
 
 IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "stereo_motorcycle")
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
@@ -66,7 +65,7 @@ def class_maps(image: np.ndarray, count: int, seed: int = 0) -> list[np.ndarray]
 
 
 def bench(
-    cfg: SegmentationConfig, images: list[np.ndarray], maps: list[list[np.ndarray]], repeats: int
+    segmenter: BoxExtractor, images: list[np.ndarray], maps: list[list[np.ndarray]], repeats: int
 ) -> tuple[dict[str, float], list[tuple[int, int, int, int]]]:
     """Timings and the boxes, in (image, class) order.
 
@@ -74,7 +73,6 @@ def bench(
     ``time.process_time``, which leaves out time the process spent waiting for a busy CPU);
     the median per call is kept, then averaged over images (prepare) or (image, class)
     pairs (localise)."""
-    segmenter = build_segmenter(cfg)
     timings: dict[str, dict[str, list[float]]] = {c: {"prepare": [], "localise": []} for c in CLOCKS}
     boxes = []
     for image, image_maps in zip(images, maps):
@@ -91,7 +89,7 @@ def bench(
                 for c, f in CLOCKS.items():
                     l_times[c][k].append(f() - t0[c])
                 if rep == 0:
-                    boxes.append(loc.box)
+                    boxes.append(loc.box.coords)
         for c in CLOCKS:
             timings[c]["prepare"].append(1000 * statistics.median(p_times[c]))
             timings[c]["localise"].extend(1000 * statistics.median(t) for t in l_times[c])
@@ -131,8 +129,8 @@ def main() -> None:
         for method in args.methods:
             reference: list[tuple[int, int, int, int]] = []
             for max_side in [None, *args.max_side]:
-                cfg = SegmentationConfig(method=method, max_side=max_side)
-                result, boxes = bench(cfg, images, maps, args.repeats)
+                segmenter = box_extractor(method, max_side=max_side)
+                result, boxes = bench(segmenter, images, maps, args.repeats)
                 if max_side is None:
                     reference, agreement = boxes, ""
                 else:
@@ -148,7 +146,7 @@ def main() -> None:
                 if args.profile:
                     profiler = cProfile.Profile()
                     profiler.enable()
-                    bench(cfg, images, maps, 1)
+                    bench(segmenter, images, maps, 1)
                     profiler.disable()
                     pstats.Stats(profiler).sort_stats("tottime").print_stats(12)
 

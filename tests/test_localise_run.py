@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tests.helpers import run_cli
+from tests.helpers import REPO, run_cli
 from tests.test_ground_truth import write_xml
 from tests.test_images_and_sources import make_odd_images
 
@@ -77,3 +77,92 @@ def test_sweep_reads_the_cache_and_collects_a_table(tmp_path):
     table = pd.read_csv(sweep / "sweep.csv")
     assert table["segmentation.fg_quantile"].tolist() == [0.9, 0.95]
     assert table["status"].tolist() == ["ok", "ok"] and (sweep / "sweep.png").is_file()
+
+
+def _snapshot(folder: Path) -> dict:
+    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(folder.iterdir())}
+
+
+def test_a_folder_of_the_users_images_is_read_not_written(tmp_path, shared_sample):
+    import shutil
+
+    images = tmp_path / "my_images"
+    images.mkdir()
+    for n in (1, 2):
+        shutil.copy(shared_sample / "images" / f"ILSVRC2012_val_{n:08d}.JPEG", images)
+    before = _snapshot(images)
+    out = tmp_path / "run"
+    res = run_cli(f"dataset.images={images}", f"dataset.solution_csv={shared_sample / 'LOC_val_solution.csv'}",
+                  "saliency.crops=1", "saliency.cache=false", "run.progress=false", f"hydra.run.dir={out}",
+                  "segmentation=center")
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert _snapshot(images) == before  # nothing added, nothing changed
+    assert json.loads((out / "metrics.json").read_text())["n_images"] == 2
+    assert pd.read_csv(out / "per_image.csv").image_id.tolist() == ["ILSVRC2012_val_00000001", "ILSVRC2012_val_00000002"]
+
+
+def test_dataset_root_fills_the_paths_under_the_default_dataset(tmp_path):
+    from tests.test_images_and_sources import kaggle_tree
+
+    kaggle_tree(tmp_path / "root")
+    out = tmp_path / "run"
+    res = run_cli(f"dataset.root={tmp_path / 'root'}", "dataset.limit=2", "segmentation=full_image",
+                  "saliency.cache=false", *FAST, f"hydra.run.dir={out}")
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert pd.read_csv(out / "per_image.csv").image_id.tolist() == ["ILSVRC2012_val_00000001", "ILSVRC2012_val_00000002"]
+    res = run_cli(f"dataset.root={tmp_path / 'root'}", f"dataset.images={tmp_path}", *FAST,
+                  f"hydra.run.dir={tmp_path / 'both'}")
+    assert res.returncode != 0 and "both set the images" in res.stdout
+
+
+def test_size_mismatch_and_oversized_images_are_recorded_not_fatal(tmp_path):
+    from PIL import Image
+
+    images, ann = odd_dataset(tmp_path)
+    write_xml(ann, "cmyk", [("n01440764", 5, 5, 40, 30)], w=120, h=80)  # the file is 60x40: another frame
+    Image.new("RGB", (100, 100)).save(images / "big.png")
+    write_xml(ann, "big", [("n01440764", 5, 5, 40, 30)], w=100, h=100)
+    out = tmp_path / "run"
+    res = run_cli(f"dataset.images={images}", f"dataset.annotations={ann}", "dataset.max_pixels=5000",
+                  "segmentation=threshold", f"hydra.run.dir={out}", "saliency.cache=false", *FAST)
+    assert res.returncode == 0, res.stdout[-3000:]
+    per_image = pd.read_csv(out / "per_image.csv").set_index("image_id")
+    assert per_image.loc["cmyk", "status"] == "size_mismatch"
+    assert "decoded image is 60x40 but its ground truth records 120x80" in per_image.loc["cmyk", "error"]
+    # 100 x 100 pixels > 5000: recorded as failed, counted as an error, the run goes on
+    assert per_image.loc["big", "status"] == "failed"
+    assert "exceeds the limit of 5000 (dataset.max_pixels)" in per_image.loc["big", "error"]
+    assert per_image.loc["png_named_jpeg", "status"] == "ok"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_size_mismatch"] == 1 and metrics["n_failed"] == 2  # big and truncated
+    assert metrics["n_images"] == 3  # scored: big, truncated, png_named_jpeg
+
+
+def test_runs_from_any_directory_with_its_own_name(tmp_path):
+    cwd = tmp_path / "somewhere"
+    cwd.mkdir()
+    res = run_cli("dataset.limit=1", "saliency.crops=1", "segmentation=center", "run.progress=false",
+                  "run.figures=0", cwd=cwd)
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert sorted(p.name for p in cwd.iterdir()) == ["outputs"]  # no data/ folder: the demo goes under outputs
+    [run] = list((cwd / "outputs" / "localise").iterdir())
+    assert (run / "wsol_bench.log").is_file() and (run / "metrics.json").is_file()
+    assert len(list((cwd / "outputs" / ".demo_images").iterdir())) == 6
+    help_text = run_cli("--help", cwd=cwd).stdout
+    assert "wsol_bench is powered by Hydra" in help_text and "__main__" not in help_text
+
+
+def test_any_timm_architecture_with_a_weights_file(tmp_path, shared_sample):
+    import timm
+    import torch
+
+    weights = tmp_path / "resnet18.pth"
+    torch.manual_seed(0)
+    torch.save(timm.create_model("resnet18", pretrained=False).state_dict(), weights)
+    out = tmp_path / "run"
+    res = run_cli("model=timm", "model.arch=resnet18", f"model.weights={weights}", "dataset=shared_sample",
+                  "dataset.limit=2", "saliency.crops=1", "saliency.cache=false", "run.progress=false",
+                  f"hydra.run.dir={out}", cwd=REPO)
+    assert res.returncode == 0, res.stdout[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model"] == "timm:resnet18" and metrics["n_images"] == 2

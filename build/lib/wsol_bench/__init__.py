@@ -1,0 +1,51 @@
+"""wsol_bench: saliency-based weakly supervised object localisation on ImageNet.
+
+Public names (imported on first use, so ``import wsol_bench`` stays light):
+
+* :func:`localise`, :func:`evaluate` (:mod:`wsol_bench.api`);
+* :func:`saliency_method`, :func:`box_extractor`, :func:`evaluator`: parts by name and parameters;
+* :class:`Box`, :class:`ImageAnnotation`, :class:`Classifier`, :class:`ModelSpec`,
+  :func:`build_classifier`, :class:`CropSettings`, :func:`image_saliency`;
+* the registries :data:`SALIENCY_METHODS`, :data:`BOX_EXTRACTORS`, :data:`METRICS`, :data:`MODELS`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "localise": "wsol_bench.api",
+    "evaluate": "wsol_bench.api",
+    "Localised": "wsol_bench.api",
+    "Box": "wsol_bench.boxes",
+    "ImageAnnotation": "wsol_bench.boxes",
+    "Classifier": "wsol_bench.models",
+    "ModelSpec": "wsol_bench.models",
+    "MODELS": "wsol_bench.models",
+    "build_classifier": "wsol_bench.models",
+    "wrap_module": "wsol_bench.models",
+    "CropSettings": "wsol_bench.saliency",
+    "SaliencyMethod": "wsol_bench.saliency",
+    "SALIENCY_METHODS": "wsol_bench.saliency",
+    "image_saliency": "wsol_bench.saliency",
+    "saliency_method": "wsol_bench.saliency",
+    "BoxExtractor": "wsol_bench.segmentation",
+    "BOX_EXTRACTORS": "wsol_bench.segmentation",
+    "box_extractor": "wsol_bench.segmentation",
+    "Evaluator": "wsol_bench.metrics",
+    "METRICS": "wsol_bench.metrics",
+    "evaluator": "wsol_bench.metrics",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'wsol_bench' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

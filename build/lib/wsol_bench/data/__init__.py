@@ -1,0 +1,1 @@
+"""Ground truth, class orders, images and data sets."""

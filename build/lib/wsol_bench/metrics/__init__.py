@@ -1,0 +1,25 @@
+"""Metrics: evaluators with ``start`` / ``accumulate`` / ``compute`` (:mod:`~wsol_bench.metrics.base`).
+
+:data:`METRICS` lists them by name (``evaluation.metrics`` in the config): ``ilsvrc``, the
+devkit's top-k localisation and classification error with the GT-known error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wsol_bench.metrics.base import Evaluator, ImageResult, MapSample
+from wsol_bench.registry import Registry
+
+#: ``evaluation.metrics`` entries -> the evaluator's class (a dataclass of its parameters).
+METRICS: Registry[type[Evaluator]] = Registry("evaluation.metrics", {
+    "ilsvrc": "wsol_bench.metrics.ilsvrc:IlsvrcLocalisation",
+})
+
+
+def evaluator(name: str, **params: Any) -> Evaluator:
+    """The evaluator called ``name`` (or ``package.module:Class``) with ``params``, checked."""
+    return METRICS.create(name, params, f"evaluation.{name}")
+
+
+__all__ = ["METRICS", "Evaluator", "ImageResult", "MapSample", "evaluator"]

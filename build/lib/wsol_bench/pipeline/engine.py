@@ -1,0 +1,374 @@
+"""The run engine: saliency, boxes and per-image metric states for every image of an
+evaluation set, sharded, resumable and overlapped. It knows the stages only through their
+protocols (:class:`~wsol_bench.saliency.SaliencyMethod`,
+:class:`~wsol_bench.segmentation.BoxExtractor`, :class:`~wsol_bench.metrics.Evaluator`),
+so a new method, extractor or metric never changes it.
+
+* **Sharding** (torchrun, or ``run.processes``): the images are cut into global batches of
+  ``batch_images`` consecutive images; batch ``b`` belongs to rank ``b % world_size``.
+  Every rank therefore sees the same batches, with the same composition, as a single
+  process does, so the results are identical row for row.
+* **Resume**: each finished batch is written atomically as one part file
+  (:mod:`wsol_bench.pipeline.store`); a restarted run skips the batches whose part is
+  valid and redoes the rest.
+* **Overlap**: saliency of batch ``n + 1`` runs while a pool of ``segmentation_workers``
+  processes segments batch ``n`` (and computes the metrics' per-image states); with 0
+  workers the same code runs in the main process.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from wsol_bench.boxes import Box, ImageAnnotation, Size
+from wsol_bench.data.images import ImageDataset, LoadedImage, collate_images, die_with_parent
+from wsol_bench.data.sources import EvaluationSet
+from wsol_bench.distributed import DistInfo
+from wsol_bench.frames import resize_shorter_side
+from wsol_bench.metrics.base import Evaluator, MapSample
+from wsol_bench.models import Classifier
+from wsol_bench.pipeline.records import OK, SIZE_MISMATCH, ImageRecord, failed_record
+from wsol_bench.pipeline.store import read_parts, write_part
+from wsol_bench.registry import params_dict, require
+from wsol_bench.saliency import CropSettings, SaliencyMethod, SaliencyResult, image_saliency
+from wsol_bench.saliency.cache import SaliencyCache
+from wsol_bench.segmentation import BoxExtractor, Localisation
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """How the engine runs (none of this changes a result)."""
+
+    batch_images: int = 1  # images per saliency call: the unit of sharding and resume
+    segmentation_workers: int = 0  # processes segmenting beside saliency (0: the main process)
+    loader_workers: int = 2  # DataLoader processes decoding and resizing images
+    cache_dir: str | None = "outputs/.saliency_cache"  # None: no saliency cache
+    figures: int = 8  # keep the arrays of the first N images for figures
+    progress: bool = True
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        require(self.batch_images >= 1, "batch_images", self.batch_images, ">= 1")
+        require(self.segmentation_workers >= 0, "segmentation_workers", self.segmentation_workers, ">= 0")
+        require(self.loader_workers >= 0, "loader_workers", self.loader_workers, ">= 0")
+        require(self.figures >= 0, "figures", self.figures, ">= 0")
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """The stages of a localisation run: classifier, saliency method under its crops, box
+    extractor, evaluators. Everything here goes into the run's identity."""
+
+    classifier: Classifier
+    method: SaliencyMethod
+    crops: CropSettings
+    extractor: BoxExtractor
+    evaluators: tuple[Evaluator, ...] = ()
+
+    def identity(self) -> dict[str, Any]:
+        """What a record depends on, as JSON-able values (the manifest and the cache key)."""
+        return {
+            "model": self.classifier.identity,
+            "saliency": {"method": _part_name(self.method), "params": params_dict(self.method),
+                         "crops": params_dict(self.crops)},
+            "segmentation": {"method": _part_name(self.extractor), "params": params_dict(self.extractor)},
+            "evaluation": {_part_name(e): params_dict(e) for e in self.evaluators},
+        }
+
+    def saliency_namespace(self) -> dict[str, Any]:
+        """What, besides the image, a saliency result depends on (the cache namespace)."""
+        ident = self.identity()
+        return {"model": ident["model"], "saliency": ident["saliency"]}
+
+
+def _part_name(part: object) -> str:
+    return getattr(part, "name", "") or f"{type(part).__module__}:{type(part).__qualname__}"
+
+
+@dataclass
+class ImageBoxes:
+    """Boxes (original-image pixels) for the maps of one image, and its metric states."""
+
+    boxes: list[Box]
+    fallbacks: list[str | None]
+    localisations: list[Localisation] | None  # with masks and seeds, only when kept (figures)
+    states: dict[str, Any]
+    seconds: float
+
+
+def localise_image(
+    extractor: BoxExtractor,
+    evaluators: Sequence[Evaluator],
+    resized_image: np.ndarray,
+    maps: np.ndarray,
+    synsets: list[str],
+    original_size: Size,
+    annotation: ImageAnnotation,
+    image_id: str,
+    keep: bool = False,
+) -> ImageBoxes:
+    """Segment ``resized_image`` once per map of ``maps`` (``K x H x W``, same frame), map each
+    box to ``original_size`` (height, width), and compute the map-reading metrics' states.
+
+    The image-only terms are prepared once and reused for the K classes. Runs in the main
+    process or in a segmentation worker.
+    """
+    start = time.perf_counter()
+    prepared = extractor.prepare(resized_image)
+    frame = resized_image.shape[:2]
+    boxes, fallbacks, kept = [], [], []
+    for saliency in maps:
+        result = extractor.localise(prepared, saliency)
+        boxes.append(result.box.scaled(frame, original_size))
+        fallbacks.append(result.fallback)
+        if keep:
+            kept.append(result)
+    sample = MapSample(image_id, annotation, original_size, synsets, maps)
+    states = {e.name or _part_name(e): e.image_state(sample) for e in evaluators if e.needs_maps}
+    return ImageBoxes(boxes, fallbacks, kept if keep else None, states, time.perf_counter() - start)
+
+
+class InlineExecutor(Executor):
+    """Runs each task at once in the calling process (``segmentation_workers=0``)."""
+
+    def submit(self, fn: Callable, /, *args, **kwargs) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as err:  # delivered to whoever reads the future
+            future.set_exception(err)
+        return future
+
+
+def global_batches(n_images: int, batch_images: int) -> list[list[int]]:
+    """Image positions ``0..n-1`` cut into consecutive batches (the unit of sharding and resume)."""
+    return [list(range(s, min(s + batch_images, n_images))) for s in range(0, n_images, batch_images)]
+
+
+@dataclass
+class BatchArtefacts:
+    """Arrays kept for the figures of one image."""
+
+    resized: np.ndarray
+    saliency: SaliencyResult
+    boxes: ImageBoxes
+
+
+@dataclass
+class _PendingBatch:
+    batch_no: int
+    images: list[LoadedImage]
+    results: dict[int, SaliencyResult]
+    futures: dict[int, Future]
+    gt_classes: dict[int, int]
+    saliency_seconds: float
+    computed: set[int]
+    mismatched: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Run:
+    """The per-rank state of :func:`localise_dataset`."""
+
+    data: EvaluationSet
+    pipeline: Pipeline
+    settings: EngineSettings
+    cache: SaliencyCache | None
+    executor: Executor
+    records_dir: Path
+    on_batch: Callable[[list[ImageRecord], dict[int, BatchArtefacts]], None] | None
+    progress: Any
+
+    def start_batch(self, batch_no: int, images: Sequence[LoadedImage]) -> _PendingBatch:
+        """Saliency for the readable images of a batch, then hand segmentation to the executor."""
+        data, pipe = self.data, self.pipeline
+        mismatched = {im.index: _size_mismatch(im, data.ground_truth[im.image_id])
+                      for im in images if im.error is None}
+        mismatched = {k: v for k, v in mismatched.items() if v}
+        ok = [im for im in images if im.error is None and im.index not in mismatched]
+        gt_classes = {im.index: data.synsets.index(data.ground_truth[im.image_id].label) for im in ok}
+        start = time.perf_counter()
+        results: dict[int, SaliencyResult] = {}
+        todo = []
+        for im in ok:
+            hit = None
+            if self.cache:
+                hit = self.cache.get(im.image_id, im.content_sha256, [gt_classes[im.index]],
+                                     im.resized.shape[:2], pipe.crops.top_k)
+            if hit is None:
+                todo.append(im)
+            else:
+                results[im.index] = hit
+        if todo:
+            computed = image_saliency(pipe.method, pipe.classifier, [im.resized for im in todo], pipe.crops,
+                                      extra_classes=[[gt_classes[im.index]] for im in todo])
+            for im, res in zip(todo, computed):
+                results[im.index] = res
+                if self.cache:
+                    self.cache.put(im.image_id, im.content_sha256, [gt_classes[im.index]], res)
+        # seconds of saliency computation per computed image; images read from the cache get 0
+        saliency_seconds = (time.perf_counter() - start) / max(1, len(todo))
+        futures = {
+            im.index: self.executor.submit(
+                localise_image, pipe.extractor, pipe.evaluators, im.resized, results[im.index].maps,
+                [data.synsets.wnid(int(c)) for c in results[im.index].classes], im.original_size,
+                data.ground_truth[im.image_id], im.image_id, im.index < self.settings.figures,
+            )
+            for im in ok
+        }
+        return _PendingBatch(batch_no, list(images), results, futures, gt_classes, saliency_seconds,
+                             {im.index for im in todo}, mismatched)
+
+    def finish_batch(self, p: _PendingBatch) -> None:
+        """Wait for the batch's boxes, write its part file, report it."""
+        records: list[ImageRecord] = []
+        artefacts: dict[int, BatchArtefacts] = {}
+        for im in p.images:
+            timings = {"decode": im.decode_seconds}
+            if im.error is not None:
+                records.append(failed_record(im.index, im.image_id, im.error, timings))
+                continue
+            if im.index in p.mismatched:
+                records.append(failed_record(im.index, im.image_id, p.mismatched[im.index], timings, SIZE_MISMATCH))
+                continue
+            res = p.results[im.index]
+            try:
+                boxes = p.futures[im.index].result()
+            except BrokenProcessPool:  # a dead worker is not this image's fault: write nothing, stop
+                raise
+            except Exception as err:  # a segmentation crash is recorded, not fatal
+                log.exception("segmentation failed on %s", im.image_id)
+                records.append(failed_record(im.index, im.image_id, f"segmentation: {type(err).__name__}: {err}",
+                                             timings))
+                continue
+            timings.update(saliency=p.saliency_seconds if im.index in p.computed else 0.0, segmentation=boxes.seconds)
+            records.append(_record(im, res, boxes, p.gt_classes[im.index], self.pipeline.crops.top_k,
+                                   self.data, timings))
+            if im.index < self.settings.figures:
+                artefacts[im.index] = BatchArtefacts(im.resized, res, boxes)
+        write_part(self.records_dir, p.batch_no, records)
+        if self.on_batch is not None:
+            self.on_batch(records, artefacts)
+        self.progress.update(len(p.images))
+
+
+def _size_mismatch(im: LoadedImage, annotation: ImageAnnotation) -> str | None:
+    """Why the ground truth cannot be scored on this decoded image (another frame), or None."""
+    if annotation.size is None or tuple(annotation.size) == tuple(im.original_size):
+        return None
+    (h, w), (gh, gw) = im.original_size, annotation.size
+    return (f"decoded image is {w}x{h} but its ground truth records {gw}x{gh}: the boxes are in another "
+            "frame, so the image is not scored")
+
+
+def _record(im: LoadedImage, res: SaliencyResult, boxes: ImageBoxes, gt_class: int, top_k: int,
+            data: EvaluationSet, timings: dict) -> ImageRecord:
+    """Assemble an image's record: ``res.classes`` holds the top-k first, then the GT class if extra."""
+    classes = [int(c) for c in res.classes]
+    n_top = min(top_k, len(classes))
+    gt_pos = classes.index(gt_class) if gt_class in classes else None
+    h, w = im.original_size
+    return ImageRecord(
+        index=im.index,
+        image_id=im.image_id,
+        status=OK,
+        height=h,
+        width=w,
+        synsets=[data.synsets.wnid(c) for c in classes[:n_top]],
+        scores=[float(res.logits[c]) for c in classes[:n_top]],
+        boxes=boxes.boxes[:n_top],
+        fallbacks=boxes.fallbacks[:n_top],
+        gt_known_box=boxes.boxes[gt_pos] if gt_pos is not None else None,
+        gt_known_fallback=boxes.fallbacks[gt_pos] if gt_pos is not None else None,
+        states=boxes.states,
+        timings=timings,
+    )
+
+
+def localise_dataset(
+    data: EvaluationSet,
+    pipeline: Pipeline,
+    settings: EngineSettings,
+    records_dir: Path,
+    info: DistInfo = DistInfo(),
+    on_batch: Callable[[list[ImageRecord], dict[int, BatchArtefacts]], None] | None = None,
+) -> dict[str, int]:
+    """Process this rank's batches that have no valid part in ``records_dir``.
+
+    ``on_batch`` receives each finished batch's records and, for images whose index is
+    below ``settings.figures``, their arrays (for figures). Returns counters: batches done
+    now, batches skipped (already done), saliency cache hits and misses.
+    """
+    batches = global_batches(len(data.image_ids), settings.batch_images)
+    done = set(read_parts(records_dir)) if settings.resume else set()
+    mine = [b for b in range(len(batches)) if info.owns(b) and b not in done]
+    skipped = sum(1 for b in range(len(batches)) if info.owns(b) and b in done)
+    log.info("rank %d/%d: %d batches to do, %d already done", info.rank, info.world_size, len(mine), skipped)
+
+    if pipeline.classifier.device.type == "cpu" and info.world_size > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // info.world_size))
+    cache = SaliencyCache(settings.cache_dir, pipeline.saliency_namespace()) if settings.cache_dir else None
+
+    items = [(i, data.image_ids[i], data.image_paths[data.image_ids[i]]) for b in mine for i in batches[b]]
+    dataset = ImageDataset(items, partial(resize_shorter_side, size=pipeline.crops.resize), data.max_pixels)
+    sampler, pos = [], 0
+    for b in mine:
+        sampler.append(list(range(pos, pos + len(batches[b]))))
+        pos += len(batches[b])
+    workers = settings.loader_workers
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_sampler=sampler, num_workers=workers, collate_fn=collate_images,
+        multiprocessing_context="spawn" if workers else None, persistent_workers=False,
+        worker_init_fn=die_with_parent if workers else None,
+    )
+    executor: Executor = (
+        ProcessPoolExecutor(settings.segmentation_workers, mp_context=multiprocessing.get_context("spawn"),
+                            initializer=die_with_parent)
+        if settings.segmentation_workers > 0
+        else InlineExecutor()
+    )
+    progress = tqdm(total=len(items), desc=f"rank {info.rank}", disable=not settings.progress, unit="img")
+    run = _Run(data, pipeline, settings, cache, executor, records_dir, on_batch, progress)
+    pending: deque[_PendingBatch] = deque()
+    try:
+        for batch_no, batch in zip(mine, loader):
+            pending.append(run.start_batch(batch_no, batch))
+            while len(pending) > 1 or (pending and all(f.done() for f in pending[0].futures.values())):
+                run.finish_batch(pending.popleft())
+        while pending:
+            run.finish_batch(pending.popleft())
+    finally:
+        progress.close()
+        executor.shutdown(wait=True, cancel_futures=True)
+    return {"batches_done": len(mine), "batches_skipped": skipped, "cache_hits": cache.hits if cache else 0,
+            "cache_misses": cache.misses if cache else 0}
+
+
+def merge_records(records_dir: Path, data: EvaluationSet, batch_images: int) -> list[ImageRecord]:
+    """All records of the run, in image order; a missing batch is an error naming it."""
+    parts = read_parts(records_dir)
+    expected = global_batches(len(data.image_ids), batch_images)
+    missing = [b for b in range(len(expected)) if b not in parts]
+    if missing:
+        raise RuntimeError(f"{records_dir}: batches {missing[:10]} have no valid results; rerun with run.resume=true")
+    records = [r for b in range(len(expected)) for r in parts[b]]
+    if [r.image_id for r in records] != data.image_ids:
+        raise RuntimeError(f"{records_dir}: the stored results do not match the evaluated images (another run?)")
+    return records

@@ -1,0 +1,1 @@
+"""Reports: metrics files, tables, per-class breakdowns, figures."""

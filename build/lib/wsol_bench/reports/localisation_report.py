@@ -1,0 +1,146 @@
+"""The reports of a localisation run, written by rank 0 from the merged records.
+
+Files (in the run directory): ``metrics.json`` (every evaluator's figures, the run's
+description, and ``table``: the headline columns of the sweep table), ``predictions.csv``
+(long format), ``predictions.devkit.txt`` (devkit task 2, when ``meta.mat`` is known),
+``per_image.csv``, ``per_class.csv`` and ``report.md`` (the run beside the paper's figures).
+Nothing here names a metric: each evaluator contributes its own figures, columns and
+report lines.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from wsol_bench.data.predictions import predictions_table, write_devkit_predictions
+from wsol_bench.data.sources import EvaluationSet
+from wsol_bench.files import atomic_write
+from wsol_bench.metrics.base import Evaluator
+from wsol_bench.pipeline.records import SIZE_MISMATCH, ImageRecord
+
+
+def per_image_table(records: Sequence[ImageRecord]) -> pd.DataFrame:
+    """One row per image: status, size, top-1 class, fallbacks, stage timings."""
+    rows = []
+    for r in records:
+        rows.append({
+            "index": r.index,
+            "image_id": r.image_id,
+            "status": r.status,
+            "error": r.error,
+            "width": r.width,
+            "height": r.height,
+            "top1_synset": r.synsets[0] if r.synsets else None,
+            "top1_score": r.scores[0] if r.scores else np.nan,
+            "n_fallback_boxes": sum(fb is not None for fb in r.fallbacks),
+            "gt_known_fallback": r.gt_known_fallback,
+            **{f"seconds_{k}": v for k, v in r.timings.items()},
+        })
+    return pd.DataFrame(rows)
+
+
+def evaluate_records(
+    records: Sequence[ImageRecord], data: EvaluationSet, evaluators: Sequence[Evaluator]
+) -> tuple[dict[str, Any], dict[str, Any], pd.DataFrame]:
+    """Run every evaluator over the scored records (failed images count as errors; images
+    whose ground truth is in another frame are left out). Returns the figures, the
+    headline columns and the per-image columns."""
+    scored = [r for r in records if r.status != SIZE_MISMATCH]
+    ground_truth = {r.image_id: data.ground_truth[r.image_id] for r in scored}
+    results = [r.result() for r in scored]
+    summary: dict[str, Any] = {}
+    columns = pd.DataFrame({"image_id": [r.image_id for r in scored]})
+    for ev in evaluators:
+        ev.start(ground_truth)
+        per_image = ev.accumulate(results)
+        if per_image is not None:
+            columns = columns.merge(per_image, on="image_id", how="left")
+        summary.update(ev.compute())
+    table: dict[str, Any] = {}
+    for ev in evaluators:
+        table.update(ev.table_columns(summary))
+    return summary, table, columns
+
+
+def write_localisation_report(
+    out_dir: Path, records: Sequence[ImageRecord], data: EvaluationSet, evaluators: Sequence[Evaluator],
+    description: Mapping[str, Any],
+) -> dict:
+    """Write every report file; returns the contents of ``metrics.json``."""
+    records = sorted(records, key=lambda r: r.index)
+    summary, table, scored = evaluate_records(records, data, evaluators)
+    predictions = predictions_table(records)
+    predictions["fallback"] = [fb for r in records for fb in r.fallbacks[: len(r.synsets)]]
+    predictions.to_csv(out_dir / "predictions.csv", index=False)
+    if data.devkit_meta is not None:
+        write_devkit_predictions(out_dir / "predictions.devkit.txt", predictions, [r.image_id for r in records],
+                                 data.devkit_meta)
+    per_image = per_image_table(records).merge(scored, on="image_id", how="left")
+    unscored = pd.DataFrame(
+        {"image_id": list(data.unscored), "status": "no_ground_truth", "error": list(data.unscored.values())}
+    )
+    listed = pd.concat([per_image, unscored], ignore_index=True) if len(unscored) else per_image
+    integer_columns = [c for c in ("index", "width", "height", "n_fallback_boxes", "cls_rank", "loc_rank")
+                       if c in listed.columns]
+    listed.astype({c: "Int64" for c in integer_columns}).to_csv(out_dir / "per_image.csv", index=False)
+    if {"label", "loc_rank", "cls_rank"} <= set(per_image.columns):
+        per_class_table(per_image, data).to_csv(out_dir / "per_class.csv", index=False)
+
+    ok = per_image[per_image.status == "ok"]
+    seconds = {c.removeprefix("seconds_"): float(ok[c].mean()) for c in ok.columns if c.startswith("seconds_")}
+    n_mismatch = int((per_image.status == SIZE_MISMATCH).sum())
+    extra = {
+        "n_failed": int((per_image.status == "failed").sum()),
+        "n_unscored": len(data.unscored) + n_mismatch,  # reported in per_image.csv, not scored
+        "n_size_mismatch": n_mismatch,
+        "n_fallback_boxes": int(per_image["n_fallback_boxes"].sum()),
+        "seconds_per_image": seconds,
+        **description,
+    }
+    result = {**summary, **extra, "table": table}
+    atomic_write(out_dir / "metrics.json", json.dumps(result, indent=2) + "\n", fsync=False)
+    atomic_write(out_dir / "report.md", report_markdown(result, evaluators), fsync=False)
+    return result
+
+
+def per_class_table(per_image: pd.DataFrame, data: EvaluationSet) -> pd.DataFrame:
+    """Errors per ground-truth class."""
+    df = per_image[per_image["label"].notna()]
+    df = df.assign(
+        loc_error_top5=~df.loc_rank.between(1, 5),
+        cls_error_top5=~df.cls_rank.between(1, 5),
+        loc_error_top1=df.loc_rank != 1,
+        gt_known_error=df.gt_known_correct != 1.0,
+    )
+    table = df.groupby("label").agg(
+        n_images=("image_id", "size"),
+        loc_error_top1=("loc_error_top1", "mean"),
+        loc_error_top5=("loc_error_top5", "mean"),
+        cls_error_top5=("cls_error_top5", "mean"),
+        gt_known_loc_error=("gt_known_error", "mean"),
+    )
+    table.insert(0, "name", [data.synsets.name(w) if w in data.synsets else w for w in table.index])
+    return table.reset_index().rename(columns={"label": "synset"})
+
+
+def report_markdown(summary: Mapping[str, Any], evaluators: Sequence[Evaluator]) -> str:
+    """``report.md``: each evaluator's lines (the devkit's beside the paper's rows first), then the run's details."""
+    lines = ["# Localisation report", ""]
+    for ev in evaluators:
+        lines += [*ev.report_lines(summary), ""]
+    lines += ["## This run", ""]
+    lines.append(f"Failed images: {summary['n_failed']} (counted as errors); fallback boxes: "
+                 f"{summary['n_fallback_boxes']}  ")
+    if summary.get("n_unscored"):
+        lines.append(f"Images not scored (unusable ground truth or a size mismatch; listed in per_image.csv): "
+                     f"{summary['n_unscored']}  ")
+    secs = summary.get("seconds_per_image", {})
+    if secs:
+        lines.append("Seconds per image: " + ", ".join(f"{k} {v:.3f}" for k, v in secs.items() if not np.isnan(v)))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,95 @@
+"""``task=evaluate``: score an existing prediction file with the devkit-exact evaluator.
+
+Images of the evaluated set without any guess (``n_missing``) are, by ``evaluate.missing``:
+``error`` (default) an error naming how many and the first ids; ``wrong`` the devkit's
+semantics (a missing guess is an error); ``skip`` only the predicted images are scored,
+and the printed table and ``metrics.json`` say so. When ``dataset.images`` is given and the
+ground truth records image sizes (XML), an image whose file has another size is an error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from omegaconf import DictConfig
+from PIL import Image
+
+from wsol_bench.data.predictions import read_devkit_predictions, read_predictions_csv
+from wsol_bench.data.sources import EvaluationSet, load_evaluation_set
+from wsol_bench.files import atomic_write
+from wsol_bench.metrics.ilsvrc import IlsvrcLocalisation
+from wsol_bench.reports.metrics_file import format_metrics
+from wsol_bench.tasks import run_dir
+from wsol_bench.tasks.factory import dataset_spec, evaluators_from, section
+
+log = logging.getLogger(__name__)
+FORMATS = ("csv", "devkit", "devkit_cls")
+MISSING = ("error", "wrong", "skip")
+
+
+def run(cfg: DictConfig) -> float:
+    """Evaluate ``evaluate.predictions``; returns the top-5 localisation error."""
+    ev = section(cfg, "evaluate")
+    if not ev.get("predictions"):
+        raise ValueError("task=evaluate needs evaluate.predictions=FILE")
+    if ev["format"] not in FORMATS:
+        raise ValueError(f"evaluate.format={ev['format']!r} is not one of {FORMATS}")
+    if ev["missing"] not in MISSING:
+        raise ValueError(f"evaluate.missing={ev['missing']!r} is not one of {MISSING}")
+    devkit = [e for e in evaluators_from(cfg) if isinstance(e, IlsvrcLocalisation)]
+    evaluator = devkit[0] if devkit else IlsvrcLocalisation()
+    spec = dataset_spec(cfg)
+    data = load_evaluation_set(spec, need_images=bool(spec.images or spec.root))
+    check_image_sizes(data)
+    if ev["format"] == "csv":
+        predictions = read_predictions_csv(ev["predictions"])
+        outside = ~predictions["image_id"].isin(data.ground_truth)
+        if outside.any():
+            log.warning("%s: %d guesses are for %d images outside the evaluated set; they are not scored",
+                        ev["predictions"], int(outside.sum()), predictions.loc[outside, "image_id"].nunique())
+            predictions = predictions[~outside]
+    else:
+        if data.devkit_meta is None:
+            raise ValueError("evaluate.format=devkit needs dataset.devkit_meta=meta.mat to map ILSVRC2012_IDs")
+        predictions = read_devkit_predictions(ev["predictions"], data.image_ids, data.devkit_meta,
+                                              with_boxes=ev["format"] == "devkit")
+    predicted = set(predictions["image_id"])
+    missing = [i for i in data.image_ids if i not in predicted]
+    ground_truth = data.ground_truth
+    if missing and ev["missing"] == "error":
+        raise ValueError(
+            f"{ev['predictions']}: {len(missing)} of the {len(data.image_ids)} evaluated images have no guess "
+            f"(first: {', '.join(missing[:5])}); set evaluate.missing=wrong to count them as errors (the devkit's "
+            "rule) or evaluate.missing=skip to score only the predicted images")
+    if ev["missing"] == "skip":
+        ground_truth = {i: g for i, g in data.ground_truth.items() if i in predicted}
+    evaluator.start(ground_truth)
+    per_image = evaluator.accumulate_table(predictions, [i for i in ground_truth if i in predicted])
+    summary = evaluator.compute()
+    summary = {**summary, "n_missing": len(missing), "missing": ev["missing"],
+               "n_scored": len(ground_truth), "predictions": str(ev["predictions"]), "ground_truth": data.source}
+    out = run_dir()
+    per_image.to_csv(out / "per_image.csv", index=False)
+    atomic_write(out / "metrics.json", json.dumps(summary, indent=2) + "\n", fsync=False)
+    print(format_metrics(summary))
+    if ev["missing"] == "skip" and missing:
+        print(f"evaluate.missing=skip: {len(missing)} images without a guess were left out; "
+              f"scored {len(ground_truth)} of {len(data.image_ids)}")
+    return summary["loc_error_at_k"][-1]
+
+
+def check_image_sizes(data: EvaluationSet) -> None:
+    """Raise if an image file's size differs from the size its ground truth records."""
+    for image_id, path in data.image_paths.items():
+        size = data.ground_truth[image_id].size
+        if size is None:
+            continue
+        try:
+            with Image.open(path) as im:
+                width, height = im.size
+        except OSError as err:
+            raise ValueError(f"{path}: cannot read the image's size ({err})") from None
+        if (height, width) != tuple(size):
+            raise ValueError(f"{path}: the image is {width}x{height} but its ground truth records "
+                             f"{size[1]}x{size[0]}: the boxes are in another frame")

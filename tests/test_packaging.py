@@ -1,0 +1,63 @@
+"""The package as users install it: a wheel that carries the configs and the demo annotations,
+the ``wsol-bench`` console script, and a non-editable install that runs outside the checkout."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO
+
+
+def test_the_package_list_matches_the_folders():
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "wsol_bench").rglob("__init__.py")}
+    assert on_disk | {"wsol_bench.conf", "wsol_bench.demo_annotations"} == listed
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(out)], check=True, capture_output=True, timeout=300)
+    [path] = list(out.glob("wsol_bench-*.whl"))
+    return path
+
+
+@pytest.mark.slow
+def test_wheel_carries_configs_demo_annotations_and_the_console_script(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for conf in (REPO / "conf").rglob("*.yaml"):
+        assert f"wsol_bench/conf/{conf.relative_to(REPO / 'conf').as_posix()}" in names, conf
+    for xml in (REPO / "data" / "demo" / "annotations").glob("*.xml"):
+        assert f"wsol_bench/demo_annotations/{xml.name}" in names, xml
+    [entry_points] = [n for n in names if n.endswith("entry_points.txt")]
+    assert "wsol-bench = wsol_bench.__main__:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+@pytest.mark.slow
+def test_a_non_editable_install_runs_the_demo_outside_the_checkout(wheel, tmp_path):
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    [site] = list(venv.glob("lib/python*/site-packages"))
+    deps = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
+    (site / "project_deps.pth").write_text("\n".join(deps) + "\n")  # the dependencies, not the checkout
+    python = venv / "bin" / "python"
+    subprocess.run([python, "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)], check=True,
+                   capture_output=True, timeout=300)
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    where = subprocess.run([python, "-c", "import wsol_bench.conf, wsol_bench; print(wsol_bench.__file__)"],
+                           cwd=cwd, check=True, capture_output=True, text=True).stdout
+    assert str(site) in where and str(REPO) not in where
+    res = subprocess.run([venv / "bin" / "wsol-bench", "dataset.limit=1", "saliency.crops=1", "segmentation=center",
+                          "run.progress=false", "run.figures=0", "hydra.run.dir=run"], cwd=cwd, capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert json.loads((cwd / "run" / "metrics.json").read_text())["n_images"] == 1
