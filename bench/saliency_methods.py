@@ -123,7 +123,8 @@ def main() -> None:
     if args.per_rank:
         runs += [(name, PerRank(saliency_method(name, **params.get(name, {}))), "captum per rank")
                  for name in ("gradient_x_input", "gradcam", "integrated_gradients") if name in args.methods]
-    header = f"{'method':22} {'parameters':14} {'path':16} {'s/image':>8} {'CPU s/image':>11} {'fwd/image':>9} {'bwd/image':>9}"
+    header = (f"{'method':22} {'parameters':14} {'path':16} {'s/image':>8} {'CPU s/image':>11} {'fwd/image':>9} "
+              f"{'bwd/image':>9}")
     print(header)
     print("-" * len(header))
     for name, method, path in runs:
@@ -146,7 +147,8 @@ def main() -> None:
         batch = torch.stack(crops)
         with torch.no_grad():
             top = classifier.logits(batch).argmax(1)
-        print("\nintegrated gradients completeness, centre crop of each image, its top class (captum's convergence delta)")
+        print("\nintegrated gradients completeness, centre crop of each image, its top class "
+              "(captum's convergence delta)")
         for steps in args.gap_steps:
             change, gap = IntegratedGradients(n_steps=steps).completeness(classifier, batch, top)
             rel = (gap.abs() / change.abs()).numpy()

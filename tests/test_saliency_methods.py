@@ -24,7 +24,7 @@ from wsol_bench.saliency import SALIENCY_METHODS, CropSettings, image_saliency, 
 from wsol_bench.saliency.base import max_abs_over_channels
 from wsol_bench.saliency.guided_backprop import guided_activations
 from wsol_bench.saliency.integrated_gradients import IntegratedGradients
-from wsol_bench.saliency.smoothgrad import SmoothGrad, crop_generators, crop_noise
+from wsol_bench.saliency.smoothgrad import crop_generators, crop_noise
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"),  # see conftest.py
               pytest.mark.filterwarnings("ignore:Setting backward hooks on ReLU:UserWarning")]  # captum's

@@ -25,7 +25,9 @@ def check_scores(classifier: Classifier, logits: torch.Tensor, n: int) -> None:
         raise ValueError(f"{classifier.name}: expected ({n}, num_classes) scores, got {tuple(logits.shape)}")
 
 
-def rank_gradients(logits: torch.Tensor, wrt: torch.Tensor, targets: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
+def rank_gradients(
+    logits: torch.Tensor, wrt: torch.Tensor, targets: torch.Tensor
+) -> Iterator[tuple[int, torch.Tensor]]:
     """``(k, d(sum_n logits[n, targets[k, n]]) / d wrt)`` for each rank ``k`` with a target.
 
     One backward pass per rank through the graph of ``logits`` (kept until the last rank);

@@ -68,10 +68,13 @@ class IntegratedGradients(SaliencyMethod):
         with torch.no_grad():
             rows = torch.arange(crops.shape[0], device=crops.device)
             t = targets.to(crops.device)
-            change = classifier.logits(crops)[rows, t].double() - classifier.logits(torch.zeros_like(crops))[rows, t].double()
+            at_x = classifier.logits(crops)[rows, t].double()
+            change = at_x - classifier.logits(torch.zeros_like(crops))[rows, t].double()
         return change.cpu(), delta.double().cpu()
 
-    def _captum(self, classifier: Classifier, crops: torch.Tensor, targets: torch.Tensor, delta: bool):  # noqa: ANN202
+    def _captum(
+        self, classifier: Classifier, crops: torch.Tensor, targets: torch.Tensor, delta: bool
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         from captum.attr import IntegratedGradients as CaptumIG
 
         with torch.enable_grad():
