@@ -19,6 +19,12 @@ from wsol_bench.saliency.image_saliency import CropSettings, SaliencyResult, ima
 #: ``saliency.method`` -> the method's class (a frozen dataclass of its parameters).
 SALIENCY_METHODS: Registry[type[SaliencyMethod]] = Registry("saliency.method", {
     "gradient": "wsol_bench.saliency.gradient:Gradient",
+    "gradient_x_input": "wsol_bench.saliency.gradient_x_input:GradientXInput",
+    "smoothgrad": "wsol_bench.saliency.smoothgrad:SmoothGrad",
+    "integrated_gradients": "wsol_bench.saliency.integrated_gradients:IntegratedGradients",
+    "guided_backprop": "wsol_bench.saliency.guided_backprop:GuidedBackprop",
+    "gradcam": "wsol_bench.saliency.gradcam:GradCam",
+    "cam": "wsol_bench.saliency.cam:Cam",
 })
 
 

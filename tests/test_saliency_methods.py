@@ -1,0 +1,391 @@
+"""The saliency methods beyond the paper, each against an independent computation.
+
+Small ConvNets (conv, ReLU or ReLU6, global average pooling, linear) built here; captum's
+own classes where captum has the method, hand computations for CAM and for guided
+backpropagation through ReLU6.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from wsol_bench.models import Classifier
+from wsol_bench.registry import make_params, params_dict
+from wsol_bench.saliency import SALIENCY_METHODS, CropSettings, image_saliency, saliency_method
+from wsol_bench.saliency.base import max_abs_over_channels
+from wsol_bench.saliency.guided_backprop import guided_activations
+from wsol_bench.saliency.integrated_gradients import IntegratedGradients
+from wsol_bench.saliency.smoothgrad import crop_generators, crop_noise
+
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"),  # see conftest.py
+              pytest.mark.filterwarnings("ignore:Setting backward hooks on ReLU:UserWarning")]  # captum's
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+MEAN, STD = (0.45, 0.5, 0.55), (0.2, 0.25, 0.3)
+NEW_METHODS = ("gradient_x_input", "smoothgrad", "integrated_gradients", "guided_backprop", "gradcam", "cam")
+FAST = {"smoothgrad": {"n_samples": 4}, "integrated_gradients": {"n_steps": 6}}  # fewer passes in tests
+TARGET_LAYER = "5"  # the last activation of small_net: the feature maps before pooling
+
+
+def small_net(act: type[nn.Module] = nn.ReLU, num_classes: int = 7, seed: int = 0, gain: float = 1.0) -> nn.Module:
+    """conv-act-conv(stride 2)-act-conv-act, global average pooling, linear; eval mode.
+    ``gain`` scales the first convolution (large: many units above 6)."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), act(), nn.Conv2d(8, 8, 3, stride=2, padding=1), act(),
+        nn.Conv2d(8, 16, 3, padding=1), act(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, num_classes),
+    ).eval()
+    with torch.no_grad():
+        net[0].weight.mul_(gain)
+    return net
+
+
+def classifier_of(net: nn.Module, name: str = "small") -> Classifier:
+    return Classifier(module=net, mean=MEAN, std=STD, name=name, weights_id="random:seed0", target_layer=TARGET_LAYER)
+
+
+class Normalise(nn.Module):
+    def __init__(self, classifier: Classifier) -> None:
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier.normalise(x)
+
+
+def crops_and_targets(n: int = 4, size: int = 24, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand((n, 3, size, size), generator=g), torch.randint(0, 7, (n,), generator=g)
+
+
+def method(name: str):
+    return saliency_method(name, **FAST.get(name, {}))
+
+
+# ------------------------------------------------------------------ references
+
+
+def reference_map(name: str, clf: Classifier, crops: torch.Tensor, targets: torch.Tensor,
+                  monkeypatch: pytest.MonkeyPatch) -> torch.Tensor:
+    """The ``(N, h, w)`` map of ``name`` computed independently (captum or by hand)."""
+    import captum.attr as ca
+
+    x = crops.clone()
+    size = tuple(crops.shape[2:])
+    if name == "gradient_x_input":
+        a = ca.InputXGradient(clf.module).attribute(clf.normalise(x).requires_grad_(), target=targets)
+        return max_abs_over_channels(a)
+    if name == "integrated_gradients":
+        a = ca.IntegratedGradients(clf.logits).attribute(x, baselines=0.0, target=targets, n_steps=6)
+        return max_abs_over_channels(a)
+    if name == "smoothgrad":
+        m = method(name)
+        noise = crop_noise(crops, crop_generators(crops, m.seed), m.n_samples, m.noise)  # (S, N, 3, h, w)
+
+        def add_noise(inp: torch.Tensor, _stdev: float, samples: int) -> torch.Tensor:
+            assert samples == m.n_samples
+            return inp.repeat_interleave(samples, dim=0) + noise.transpose(0, 1).flatten(0, 1)
+
+        monkeypatch.setattr(ca.NoiseTunnel, "_add_noise_to_input", staticmethod(add_noise))
+        a = ca.NoiseTunnel(ca.Saliency(clf.logits)).attribute(
+            x, nt_type="smoothgrad", nt_samples=m.n_samples, stdevs=0.1, target=targets, abs=True)
+        return max_abs_over_channels(a)
+    if name == "guided_backprop":
+        if any(isinstance(m, nn.ReLU6) for m in clf.module.modules()):  # captum rewires nn.ReLU only
+            return input_gradient_map(classifier_of(hand_guided(clf.module)), crops, targets)
+        model = nn.Sequential(Normalise(clf), clf.module)
+        return max_abs_over_channels(ca.GuidedBackprop(model).attribute(x.requires_grad_(), target=targets))
+    layer = dict(clf.module.named_modules())[TARGET_LAYER]
+    if name == "gradcam":
+        cams = ca.LayerGradCam(clf.logits, layer).attribute(x, target=targets, relu_attributions=True)
+        return ca.LayerAttribution.interpolate(cams.detach(), size, "bilinear")[:, 0]
+    if name == "cam":  # by hand: the class's FC weights on the last feature maps
+        with torch.no_grad():
+            features = clf.module[:6](clf.normalise(x))  # (N, 16, h', w')
+            fc = clf.module[8]
+            cams = torch.stack([(fc.weight[t][:, None, None] * f).sum(0) for f, t in zip(features, targets)])
+            assert torch.allclose(cams.mean((1, 2)) + fc.bias[targets],
+                                  clf.logits(x)[torch.arange(len(x)), targets], atol=1e-5)
+        return nn.functional.interpolate(cams.clamp(min=0)[:, None], size=size, mode="bilinear",
+                                         align_corners=False)[:, 0]
+    raise AssertionError(name)
+
+
+@pytest.mark.parametrize("name", NEW_METHODS)
+def test_map_equals_the_independent_computation(name, monkeypatch):
+    clf = classifier_of(small_net())
+    crops, targets = crops_and_targets()
+    expected = reference_map(name, clf, crops, targets, monkeypatch).float()
+    got = method(name).attribute(clf, crops, targets)
+    assert got.shape == (4, 24, 24) and got.dtype == torch.float32
+    assert expected.abs().max() > 0
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6 * float(expected.abs().max()))
+
+
+@pytest.mark.parametrize("name", NEW_METHODS)
+def test_class_ranks_from_one_call_equal_per_rank_maps(name, monkeypatch):
+    """``scores_and_maps`` (the engine's path: ranks share forward passes) equals the
+    independent per-rank computation; rows without a target get zero maps."""
+    clf = classifier_of(small_net(nn.ReLU6))
+    crops, first = crops_and_targets(n=5)
+    targets = torch.stack([first, torch.tensor([3, -1, 0, 6, -1])])
+    logits, maps = method(name).scores_and_maps(clf, crops, lambda _logits: targets)
+    torch.testing.assert_close(logits, clf.logits(crops).detach(), rtol=1e-5, atol=1e-6)
+    assert maps.shape == (2, 5, 24, 24) and maps.dtype == torch.float32
+    for k in range(2):
+        rows = torch.nonzero(targets[k] >= 0).flatten()
+        expected = reference_map(name, clf, crops[rows], targets[k, rows], monkeypatch).float()
+        torch.testing.assert_close(maps[k, rows], expected, rtol=1e-4, atol=1e-6 * float(expected.abs().max()))
+    assert not maps[1, [1, 4]].any()
+
+
+# ------------------------------------------------------------------ guided backprop
+
+
+class _GuidedReLU6(torch.autograd.Function):
+    """A hand-written guided backward: ``max(g, 0) * 1[0 < x < 6]``."""
+
+    @staticmethod
+    def forward(ctx, x):  # noqa: ANN001, ANN205
+        ctx.save_for_backward(x)
+        return x.clamp(0, 6)
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: ANN001, ANN205
+        (x,) = ctx.saved_tensors
+        return grad.clamp(min=0) * ((x > 0) & (x < 6)).to(grad.dtype)
+
+
+class GuidedReLU6(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _GuidedReLU6.apply(x)
+
+
+def hand_guided(net: nn.Sequential) -> nn.Sequential:
+    """A copy of ``net`` with its ReLU6 modules replaced by :class:`GuidedReLU6`."""
+    hand = copy.deepcopy(net)
+    for i, m in enumerate(hand):
+        if isinstance(m, nn.ReLU6):
+            hand[i] = GuidedReLU6()
+    return hand
+
+
+def input_gradient_map(clf: Classifier, crops: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    x = crops.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(clf.logits(x).gather(1, targets[:, None]).sum(), x)
+    return max_abs_over_channels(grad)
+
+
+def test_guided_backprop_stops_negative_gradients_at_every_relu6():
+    net = small_net(nn.ReLU6, gain=8.0)
+    clf = classifier_of(net)
+    crops, targets = crops_and_targets()
+    with torch.no_grad():  # the test is only meaningful if units saturate at 6 and some are cut at 0
+        pre = net[0](clf.normalise(crops))
+    assert (pre > 6).float().mean() > 0.05 and (pre < 0).float().mean() > 0.05
+    expected = input_gradient_map(classifier_of(hand_guided(net)), crops, targets)
+    got = saliency_method("guided_backprop").attribute(clf, crops, targets)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-7)
+    assert (got - input_gradient_map(clf, crops, targets)).abs().max() > 1e-3 * got.max()  # not the plain gradient
+
+
+def test_guided_backprop_relu6_below_6_equals_captum_on_relu():
+    import captum.attr as ca
+
+    net6 = small_net(nn.ReLU6)
+    clf = classifier_of(net6)
+    crops, targets = crops_and_targets()
+    with torch.no_grad():
+        assert net6[:2](clf.normalise(crops)).max() < 6
+    net = copy.deepcopy(net6)
+    for i, m in enumerate(net):
+        if isinstance(m, nn.ReLU6):
+            net[i] = nn.ReLU()
+    expected = max_abs_over_channels(
+        ca.GuidedBackprop(nn.Sequential(Normalise(clf), net)).attribute(crops.clone().requires_grad_(), target=targets))
+    torch.testing.assert_close(saliency_method("guided_backprop").attribute(clf, crops, targets), expected)
+
+
+def test_guided_backprop_leaves_the_module_and_other_threads_alone():
+    net = small_net(nn.ReLU6, gain=8.0)
+    clf = classifier_of(net)
+    crops, targets = crops_and_targets()
+    plain = input_gradient_map(clf, crops, targets)
+    saliency_method("guided_backprop").attribute(clf, crops, targets)
+    assert all(not m._forward_hooks and not m._backward_hooks for m in net.modules())
+    torch.testing.assert_close(input_gradient_map(clf, crops, targets), plain)
+    other: list[torch.Tensor] = []
+    with guided_activations(net) as rewired:  # another thread's forward passes are not guided
+        thread = threading.Thread(target=lambda: other.append(input_gradient_map(clf, crops, targets)))
+        thread.start()
+        thread.join()
+        assert rewired[0] == 0
+    torch.testing.assert_close(other[0], plain)
+
+
+def test_guided_backprop_refuses_a_model_without_activation_modules():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(3)).eval()
+    net(torch.zeros(1, 3, 8, 8))
+    with pytest.raises(ValueError, match="nobody.*no nn.ReLU or nn.ReLU6"):
+        saliency_method("guided_backprop").attribute(classifier_of(net, "nobody"), torch.rand(2, 3, 8, 8),
+                                                    torch.tensor([0, 1]))
+
+
+# ------------------------------------------------------------------ SmoothGrad, IG
+
+
+def test_smoothgrad_noise_depends_on_the_crop_not_the_batch():
+    clf = classifier_of(small_net())
+    crops, targets = crops_and_targets(n=3)
+    sg = saliency_method("smoothgrad", n_samples=5, noise=0.2, seed=3)
+    together = sg.attribute(clf, crops, targets)
+    apart = torch.cat([sg.attribute(clf, crops[[i]], targets[[i]]) for i in (2, 0, 1)])[[1, 2, 0]]
+    torch.testing.assert_close(together, apart, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(sg.attribute(clf, crops, targets), together, rtol=0, atol=0)
+    other_seed = saliency_method("smoothgrad", n_samples=5, noise=0.2, seed=4).attribute(clf, crops, targets)
+    assert (other_seed - together).abs().max() > 1e-3 * together.max()
+    no_noise = saliency_method("smoothgrad", n_samples=2, noise=0.0).attribute(clf, crops, targets)
+    torch.testing.assert_close(no_noise, saliency_method("gradient").attribute(clf, crops, targets))
+
+
+def test_smoothgrad_noise_std_is_noise_times_the_crop_range():
+    crops = torch.rand(2, 3, 40, 40) * torch.tensor([0.5, 1.0]).view(2, 1, 1, 1)
+    spread = crops.flatten(1).amax(1) - crops.flatten(1).amin(1)
+    noise = crop_noise(crops, crop_generators(crops, 0), 50, 0.1)
+    torch.testing.assert_close(noise.transpose(0, 1).flatten(1).std(1), 0.1 * spread, rtol=0.02, atol=0)
+
+
+def test_integrated_gradients_completeness_gap_matches_captum():
+    import captum.attr as ca
+
+    clf = classifier_of(small_net())
+    crops, targets = crops_and_targets()
+    ig = IntegratedGradients(n_steps=16)
+    change, gap = ig.completeness(clf, crops, targets)
+    with torch.no_grad():
+        rows = torch.arange(4)
+        expected_change = clf.logits(crops)[rows, targets] - clf.logits(torch.zeros_like(crops))[rows, targets]
+    torch.testing.assert_close(change.float(), expected_change, rtol=1e-5, atol=1e-6)
+    _, delta = ca.IntegratedGradients(clf.logits).attribute(crops, baselines=0.0, target=targets, n_steps=16,
+                                                            return_convergence_delta=True)
+    torch.testing.assert_close(gap.float(), delta.float(), rtol=1e-4, atol=1e-6)
+    ours = ig.attributions(clf, crops, targets.view(1, -1))[0].sum((1, 2, 3)).double()
+    torch.testing.assert_close(ours - change, gap, rtol=1e-3, atol=1e-5)
+    assert gap.abs().max() < 0.05 * change.abs().max()  # 16 nodes on a small net: nearly complete
+
+
+# ------------------------------------------------------------------ CAM
+
+
+def test_cam_refuses_a_model_without_a_gap_linear_head():
+    crops, targets = crops_and_targets(n=2, size=16)
+    flat = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 16 * 16, 7)).eval()
+    clf = Classifier(flat, MEAN, STD, "flat_head", "random:seed0", target_layer="1")
+    with pytest.raises(ValueError, match="cam: flat_head has no global-average-pooling \\+ linear head"):
+        saliency_method("cam").attribute(clf, crops, targets)
+    torch.manual_seed(0)  # GAP, then a hidden layer: shapes fit, the identity does not
+    mlp = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 7)).eval()
+    clf = Classifier(mlp, MEAN, STD, "mlp_head", "random:seed0", target_layer="1")
+    with pytest.raises(ValueError, match="cam: mlp_head .* logits differ from the spatial mean"):
+        saliency_method("cam").attribute(clf, crops, targets)
+
+
+def test_cam_and_gradcam_on_efficientnet_lite0(one_torch_thread):
+    """The real head passes the check; on a GAP + linear head Grad-CAM is CAM / (h' w')."""
+    from wsol_bench.models import ModelSpec, build_classifier
+
+    clf = build_classifier(ModelSpec(weights="random", device="cpu"))
+    crops, targets = torch.rand(1, 3, 224, 224), torch.tensor([7])
+    cam = saliency_method("cam").attribute(clf, crops, targets)
+    gradcam = saliency_method("gradcam").attribute(clf, crops, targets)
+    assert cam.max() > 0
+    torch.testing.assert_close(gradcam, cam / 49, rtol=1e-3, atol=1e-6 * float(cam.max()))
+
+
+# ------------------------------------------------------------------ through image_saliency
+
+
+@pytest.mark.parametrize("name", NEW_METHODS)
+def test_image_saliency_maps_are_nonnegative_frames_and_deterministic(name):
+    clf = classifier_of(small_net(nn.ReLU6))
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (64, 80, 3), dtype=np.uint8), rng.integers(0, 256, (70, 64, 3), dtype=np.uint8)]
+    settings = CropSettings(resize=64, crop=56, crops=10, top_k=2)
+    first = image_saliency(method(name), clf, images, settings)
+    second = image_saliency(method(name), clf, images, settings)
+    for image, a, b in zip(images, first, second):
+        assert a.maps.shape == (2, *image.shape[:2]) and a.maps.dtype == np.float32
+        assert (a.maps >= 0).all() and a.maps.max() > 0
+        np.testing.assert_array_equal(a.maps, b.maps)
+        np.testing.assert_array_equal(a.classes, b.classes)
+
+
+# ------------------------------------------------------------------ parameters, configs, cache
+
+
+@pytest.mark.parametrize(("name", "key", "value"), [
+    ("smoothgrad", "n_samples", 0), ("smoothgrad", "noise", -0.1), ("smoothgrad", "seed", -1),
+    ("integrated_gradients", "n_steps", 0), ("cam", "n_steps", 3), ("gradcam", "layer", "x"),
+])
+def test_parameter_errors_name_the_key(name, key, value):
+    with pytest.raises(ValueError, match=f"saliency\\.{key}={value!r}|saliency\\.{key}: not a parameter"):
+        saliency_method(name, **{key: value})
+    with pytest.raises(ValueError, match=f"where\\.{key}"):
+        make_params(SALIENCY_METHODS.get(name), {key: value}, "where")
+
+
+def test_every_method_is_registered_with_a_name_and_cost():
+    for name in NEW_METHODS:
+        cls = SALIENCY_METHODS.get(name)
+        assert cls.name == name and len(cls.cost) == 2
+        assert saliency_method(name) == saliency_method(name)
+
+
+def saliency_configs() -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / "saliency").glob("*.yaml") if p.stem != "_crops")
+
+
+def test_every_method_has_a_config():
+    assert set(NEW_METHODS) <= set(saliency_configs())
+
+
+@pytest.mark.parametrize("config", saliency_configs())
+def test_saliency_config_builds_its_method(config):
+    from hydra import compose, initialize_config_dir
+
+    from wsol_bench.config import register_configs
+    from wsol_bench.tasks.factory import CROP_KEYS, SALIENCY_ENGINE_KEYS, saliency_parts
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"saliency={config}"])
+    method_, crops, _ = saliency_parts(cfg)
+    own = yaml.safe_load((CONF_DIR / "saliency" / f"{config}.yaml").read_text())
+    assert cfg.saliency.method == config == method_.name
+    params = {k: v for k, v in own.items() if k not in ("defaults", "method", *CROP_KEYS, *SALIENCY_ENGINE_KEYS)}
+    assert method_ == SALIENCY_METHODS.get(config)(**params)
+    assert params == params_dict(method_)  # every parameter is listed
+    assert crops == CropSettings()
+
+
+def test_methods_never_share_cache_namespaces():
+    from wsol_bench.pipeline.engine import Pipeline
+    from wsol_bench.segmentation import BOX_EXTRACTORS
+
+    clf = classifier_of(small_net())
+    extractor = BOX_EXTRACTORS.create("graphcut", {}, "segmentation")
+    methods = [saliency_method(n) for n in ("gradient", *NEW_METHODS)]
+    methods += [saliency_method("smoothgrad", seed=1), saliency_method("integrated_gradients", n_steps=8)]
+    spaces = [Pipeline(clf, m, CropSettings(), extractor).saliency_namespace() for m in methods]
+    for a, b in itertools.combinations(spaces, 2):
+        assert a != b

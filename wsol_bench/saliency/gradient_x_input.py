@@ -1,0 +1,56 @@
+"""Gradient x input (Shrikumar et al. 2016, "Not just a black box").
+
+The input is the crop in the classifier's *normalised* space, ``x_n = (x - mean) / std``
+(what the network's first layer sees), and the attribution is ``x_n * dS_c / dx_n``, as
+captum's ``InputXGradient`` on ``classifier.module``. Since ``dS/dx_n = std * dS/dx``, this
+equals ``(x - mean) * dS/dx`` in ``[0, 1]`` space: the gradient weighted by the pixel's
+distance from the normalisation mean (the first-order term of integrated gradients from a
+mean-colour baseline), independent of ``std``. In raw ``[0, 1]`` space a black pixel would
+get no attribution whatever the gradient, which is why the normalised space is used. The
+map is ``max_c |x_n * dS/dx_n|`` (the paper's channel reduction).
+
+Cost: as :class:`~wsol_bench.saliency.gradient.Gradient`, one forward pass per crop and one
+backward pass per crop and class rank (:mod:`~wsol_bench.saliency.backprop`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from wsol_bench.models import Classifier
+from wsol_bench.saliency.backprop import forward_then_ranks
+from wsol_bench.saliency.base import SaliencyMethod, TargetChooser, max_abs_over_channels
+from wsol_bench.saliency.gradient import model_layout
+
+
+@dataclass(frozen=True)
+class GradientXInput(SaliencyMethod):
+    """``max_c |x_n * dS/dx_n|`` with ``x_n`` the normalised crop; no parameters."""
+
+    name: ClassVar[str] = "gradient_x_input"
+    cost: ClassVar[tuple[str, str]] = ("1 per crop", "1 per crop and class")
+
+    def attribute(self, classifier: Classifier, crops: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """captum's ``InputXGradient`` on the normalised crops."""
+        from captum.attr import InputXGradient
+
+        with torch.enable_grad():
+            x = classifier.normalise(crops.detach()).requires_grad_(True)
+            attributions = InputXGradient(classifier.module).attribute(x, target=targets.to(x.device))
+        return max_abs_over_channels(attributions)
+
+    def scores_and_maps(
+        self, classifier: Classifier, crops: torch.Tensor, choose_targets: TargetChooser
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One forward pass, then one backward pass per class rank through the same graph."""
+        x_n = classifier.normalise(crops.detach())
+
+        def forward() -> tuple[torch.Tensor, torch.Tensor]:
+            x = model_layout(x_n).requires_grad_(True)
+            return classifier.module(x), x
+
+        return forward_then_ranks(classifier, forward, choose_targets, lambda grad: max_abs_over_channels(x_n * grad),
+                                  tuple(crops.shape[2:]))
