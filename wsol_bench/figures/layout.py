@@ -18,6 +18,7 @@ Conventions:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -49,7 +50,10 @@ def class_name(names: NameLookup, wnid: str | None) -> str:
     if names is None:
         return wnid
     if callable(names):
-        return str(names(wnid))
+        try:
+            return str(names(wnid))
+        except (KeyError, ValueError):
+            return wnid
     return str(names.get(wnid, wnid))
 
 
@@ -219,8 +223,9 @@ class Panel:
 @dataclass
 class GridFigure:
     """A laid-out grid: the figure, its axes (``axes[row][column]``, ``None`` for empty
-    cells) and the footer's ``(left, bottom, width, height)`` in inches (``None`` if no
-    footer was asked for)."""
+    cells), the footer's ``(left, bottom, width, height)`` in inches from the figure's
+    bottom left (the figure's width less the margins; ``None`` if no footer was asked
+    for) and the texts drawn, by role."""
 
     figure: Figure
     axes: list[list[Axes | None]]
@@ -282,7 +287,7 @@ def panel_grid(
         raise ValueError(f"row_align={list(row_align)!r}: one of 'top', 'center', 'bottom' per row")
     cw = float(cell_inches)
     grid_w = ncols * cw + (ncols - 1) * GAP
-    width = max(float(min_width_inches), grid_w + 2 * MARGIN)
+    width = math.ceil(max(float(min_width_inches), grid_w + 2 * MARGIN) * dpi) / dpi  # whole pixels
     x0 = (width - grid_w) / 2
     fig = new_figure(width, 1.0, dpi)
     px = float(dpi)
@@ -351,7 +356,7 @@ def panel_grid(
         y += GAP
     footer_top = y
     y += footer_inches + MARGIN - (GAP if footer_inches == 0 else 0)
-    height = y
+    height = math.ceil(y * dpi - 1e-6) / dpi  # whole pixels: the PNG is exactly size x dpi
     fig.set_size_inches(width, height)
     for ax, left, top, aw, ah in layout:
         ax.set_position((left / width, 1 - (top + ah) / height, aw / width, ah / height))
@@ -363,7 +368,7 @@ def panel_grid(
         _place_text(fig, t, x0, top, "left")
     for t, x, top in caption_pos:
         _place_text(fig, t, x, top, "center")
-    footer = (x0, height - footer_top - footer_inches, grid_w, footer_inches) if footer_inches > 0 else None
+    footer = (MARGIN, height - footer_top - footer_inches, width - 2 * MARGIN, footer_inches) if footer_inches > 0 else None
     return GridFigure(fig, axes, footer, texts)
 
 
