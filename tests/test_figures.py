@@ -219,3 +219,106 @@ def test_compare_figure_grid(tmp_path):
     assert [t.get_text() for t in texts if t.get_text() in ("image", *methods)] == ["image", *methods]
     with pytest.raises(ValueError, match="maps for"):
         compare_figure([CAT], methods, [[_map(CAT)]])
+
+
+# --- sweep plots and reports ----------------------------------------------------------------------------
+
+
+def _fake_run(folder: Path, config: dict, overrides: list[str], top5: float | None, n: int = 200) -> Path:
+    """A run folder as Hydra and the localisation report leave it (metrics.json's ``table``)."""
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    if top5 is not None:
+        table = {"top1_loc_error": top5 + 0.1, "top5_loc_error": top5, "gt_known_loc_error": top5 - 0.05,
+                 "top1_loc_ci95": [top5 + 0.03, top5 + 0.17], "top5_loc_ci95": [top5 - 0.06, top5 + 0.07],
+                 "gt_known_loc_ci95": [top5 - 0.11, top5 + 0.02]}
+        (folder / "metrics.json").write_text(json.dumps({"table": table, "n_images": n, "n_failed": 0}))
+    return folder
+
+
+def _config(fg: float, method: str = "graphcut", sigma: float = 1.0) -> dict:
+    return {"task": {"name": "localise"}, "segmentation": {"method": method, "fg_quantile": fg, "smooth_sigma": sigma},
+            "dataset": {"limit": 50, "image_ids": None}, "model": {"mean": [0.5, 0.5, 0.5]}}
+
+
+def test_interval_naming_rule_and_bounds():
+    from wsol_bench.reports.sweep import interval_bounds, interval_column, metric_columns
+
+    assert interval_column("top5_loc_error") == "top5_loc_ci95"
+    assert interval_column("gt_known_loc_error", ["gt_known_loc_ci95"]) == "gt_known_loc_ci95"
+    assert interval_column("auc", ["auc_ci95"]) == "auc_ci95" and interval_column("auc", ["x"]) is None
+    row = metric_columns({"table": {"top5_loc_error": 0.4, "top5_loc_ci95": [0.35, 0.46]}, "n_images": 3})
+    assert row["top5_loc_ci95"] == "[0.350, 0.460]" and (row["top5_loc_ci95_lo"], row["top5_loc_ci95_hi"]) == (0.35, 0.46)
+    parsed = interval_bounds(pd.DataFrame({"top5_loc_error": [0.4, 0.5], "top5_loc_ci95": ["[0.35, 0.46]", None]}),
+                             "top5_loc_error")
+    assert parsed[0].tolist()[0] == 0.35 and parsed[1].tolist()[0] == 0.46 and np.isnan(parsed[0].tolist()[1])
+
+
+def test_multirun_sweep_plot_has_error_bars(tmp_path):
+    from wsol_bench.reports.sweep import collect_sweep, plot_sweep, swept_keys
+
+    sweep = tmp_path / "multirun"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text("{}")
+    for j, (fg, method) in enumerate([(0.9, "graphcut"), (0.95, "graphcut"), (0.9, "grabcut"), (0.95, "grabcut")]):
+        _fake_run(sweep / str(j), _config(fg, method),
+                  [f"segmentation.fg_quantile={fg}", f"segmentation={method}"], 0.4 + 0.05 * j)
+    _fake_run(sweep / "4", _config(0.99), ["segmentation.fg_quantile=0.99", "segmentation=graphcut"], None)
+    table = collect_sweep(sweep)
+    assert table.attrs["settings_from"] == "overrides"
+    assert swept_keys(table) == ["segmentation.fg_quantile", "segmentation"]
+    assert table["status"].tolist() == ["ok"] * 4 + ["no metrics.json"]
+    fig = plot_sweep(table, "segmentation.fg_quantile", tmp_path / "sweep.png")
+    assert (tmp_path / "sweep.png").is_file() and len(fig.axes) == 2
+    for ax, metric in zip(fig.axes, ("top5_loc_error", "gt_known_loc_error")):
+        bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+        assert len(bars) == 2  # one line per method
+        assert ax.get_ylabel() == metric
+        caps = bars[0].lines[2][0].get_segments()  # the vertical bars of the first line: its two runs
+        done = table[(table.status == "ok") & (table["segmentation"] == bars[0].get_label().split("=")[1])]
+        lo = done[interval_of(metric) + "_lo"].tolist()
+        assert sorted(round(s[0][1], 6) for s in caps) == sorted(round(v, 6) for v in lo)
+
+
+def interval_of(metric: str) -> str:
+    from wsol_bench.reports.sweep import interval_column
+
+    return interval_column(metric)
+
+
+def test_single_runs_show_their_differing_settings(tmp_path):
+    from wsol_bench.reports.sweep import collect_sweep, swept_keys
+
+    runs = tmp_path / "localise"
+    _fake_run(runs / "2024-01-01_10-00-00", _config(0.9), [], 0.4)
+    _fake_run(runs / "2024-01-01_11-00-00", _config(0.95, sigma=2.0), ["segmentation.fg_quantile=0.95"], 0.45)
+    _fake_run(runs / "2024-01-01_12-00-00", _config(0.95, "grabcut", sigma=2.0), ["segmentation=grabcut"], 0.5)
+    table = collect_sweep(runs)
+    assert table.attrs["settings_from"] == "config"
+    assert swept_keys(table) == ["segmentation.method", "segmentation.fg_quantile", "segmentation.smooth_sigma"]
+    assert table["segmentation.fg_quantile"].tolist() == [0.9, 0.95, 0.95]
+    assert "dataset.limit" not in table.columns  # the same in every run
+    both = collect_sweep([runs / "2024-01-01_10-00-00", runs / "2024-01-01_12-00-00"])
+    assert both["job"].tolist() == ["2024-01-01_10-00-00", "2024-01-01_12-00-00"]
+    assert swept_keys(both) == ["segmentation.method", "segmentation.fg_quantile", "segmentation.smooth_sigma"]
+
+
+def test_sweep_report_task_takes_a_list_of_runs(tmp_path, monkeypatch):
+    from omegaconf import OmegaConf
+
+    from wsol_bench.tasks import sweep_report
+
+    a = _fake_run(tmp_path / "a" / "2024-01-01_10-00-00", _config(0.9), [], 0.4)
+    b = _fake_run(tmp_path / "b" / "2024-01-02_10-00-00", _config(0.95), [], 0.45)
+    monkeypatch.chdir(tmp_path)
+    assert sweep_report.run(OmegaConf.create({"sweep": {"dirs": [str(a), str(b)], "dir": None, "x": None}})) == 2
+    out = tmp_path / "outputs" / "sweep_report"
+    table = pd.read_csv(out / "sweep.csv")
+    assert table["segmentation.fg_quantile"].tolist() == [0.9, 0.95]
+    assert table["job"].tolist() == ["a/2024-01-01_10-00-00", "b/2024-01-02_10-00-00"]
+    assert (out / "sweep.png").is_file()
+    markdown = (out / "sweep.md").read_text()
+    assert "top5_loc_ci95" in markdown and "_ci95_lo" not in markdown
+    with pytest.raises(ValueError, match="not both"):
+        sweep_report.run(OmegaConf.create({"sweep": {"dirs": [str(a)], "dir": str(a)}}))
