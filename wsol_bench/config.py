@@ -96,6 +96,8 @@ class TrainConfig:
     resume: bool = False
     checkpoint_dir: str = "checkpoints"
     seed: int = 0
+    progress: bool = True  # a progress bar per epoch (rank 0; only when stderr is a terminal)
+    log_seconds: float = 30.0  # train_steps.csv rewritten at most this often within an epoch (0: every step)
 
 
 @dataclass
