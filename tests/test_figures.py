@@ -322,3 +322,15 @@ def test_sweep_report_task_takes_a_list_of_runs(tmp_path, monkeypatch):
     assert "top5_loc_ci95" in markdown and "_ci95_lo" not in markdown
     with pytest.raises(ValueError, match="not both"):
         sweep_report.run(OmegaConf.create({"sweep": {"dirs": [str(a)], "dir": str(a)}}))
+
+
+def test_saliency_figure_of_an_image_has_one_panel_per_class(tmp_path):
+    from wsol_bench.figures.saliency import save_saliency_figure
+    from wsol_bench.saliency import SaliencyResult
+
+    result = SaliencyResult(np.arange(5, dtype=np.float32), np.array([4, 3, 2]), np.random.rand(3, 150, 225).astype(np.float32))
+    names = ["a", "b", "c, a long name with synonyms " * 3, "d", "tabby cat"]
+    path = save_saliency_figure(tmp_path / "s.png", CAT, result, names)  # maps in a smaller frame: resized
+    with Image.open(path) as png:
+        width, height = png.size
+    assert width == 4 * 260 + 3 * 10 + 2 * 10 and height > 150

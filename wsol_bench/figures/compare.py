@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from wsol_bench.figures.layout import Panel, _check_image, grey_map, panel_grid
+from wsol_bench.figures.layout import Panel, check_image, grey_map, panel_grid
 from wsol_bench.frames import resize_to
 
 MapsOfImage = Mapping[str, np.ndarray | None] | Sequence[np.ndarray | None]
@@ -53,7 +53,7 @@ def compare_figure(
         raise ValueError(f"{len(captions)} captions for {len(images)} images")
     rows: list[list[Panel | None]] = []
     for i, image in enumerate(images):
-        image = _check_image(image, f"image {i}")
+        image = check_image(image, f"image {i}")
         row: list[Panel | None] = [Panel(image)]
         for j in range(len(methods)):
             m = _map_of(maps[i], methods, j)

@@ -65,7 +65,8 @@ def short_name(name: str) -> str:
 # --- pictures ------------------------------------------------------------------------------
 
 
-def _check_image(image: np.ndarray, what: str = "image") -> np.ndarray:
+def check_image(image: np.ndarray, what: str = "image") -> np.ndarray:
+    """``image`` as an array, or ``ValueError`` naming ``what`` unless it is ``H x W x 3`` uint8."""
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"{what} must be an HxWx3 uint8 RGB array, got {image.dtype} {image.shape}")
@@ -107,7 +108,7 @@ def seed_overlay(image: np.ndarray, foreground: np.ndarray, background: np.ndarr
     """The image dimmed to 60 %, foreground seeds painted red and background seeds blue
     (``alpha`` of the colour; a pixel in both is red). Seeds may be in a smaller frame of
     the image (the extractor's working frame): they are resized nearest to the image."""
-    image = _check_image(image)
+    image = check_image(image)
     size = image.shape[:2]
     fg, bg = resize_nearest(foreground, size), resize_nearest(background, size)
     out = image.astype(np.float32) * 0.6
@@ -118,7 +119,7 @@ def seed_overlay(image: np.ndarray, foreground: np.ndarray, background: np.ndarr
 
 def masked_image(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The image inside ``mask`` (bool, the image's frame or resized nearest to it), black outside."""
-    image = _check_image(image)
+    image = check_image(image)
     keep = resize_nearest(mask, image.shape[:2])
     return np.where(keep[..., None], image, 0).astype(np.uint8)
 

@@ -32,7 +32,7 @@ from wsol_bench.figures.layout import (
     BoxMark,
     NameLookup,
     Panel,
-    _check_image,
+    check_image,
     class_name,
     draw_box,
     grey_map,
@@ -253,7 +253,7 @@ def localisation_figure(
     truth is drawn dashed green, guesses blue when correct, red when wrong (orange when
     not scored), the top-1 thicker. ``title`` is wrapped (then shrunk) to the figure's width.
     """
-    image = _check_image(image)
+    image = check_image(image)
     panels: list[Panel | None] = [Panel(image)]
     top1 = class_name(names, guesses[0].box.synset) if guesses else None
     column_titles = ["image: ground truth and guesses"]

@@ -22,10 +22,9 @@ from matplotlib.figure import Figure
 
 from wsol_bench.boxes import Box
 from wsol_bench.figures.layout import (
-    SEED_COLOURS,
     BoxMark,
     Panel,
-    _check_image,
+    check_image,
     grey_map,
     masked_image,
     panel_grid,
@@ -79,7 +78,7 @@ def paper_figure2(
         group = items[start:start + columns]
         images, maps = [], []
         for k, item in enumerate(group, start=start):
-            image = _check_image(item.image, f"item {k}: image")
+            image = check_image(item.image, f"item {k}: image")
             _check_map(image, item.saliency, f"item {k}")
             images.append(Panel(image))
             maps.append(Panel(grey_map(item.saliency, percentile), item.caption))
@@ -132,7 +131,7 @@ def paper_figure3(
         raise ValueError("paper_figure3 needs at least one row")
     grid: list[list[Panel | None]] = []
     for k, row in enumerate(rows):
-        image = _check_image(row.image, f"row {k}: image")
+        image = check_image(row.image, f"row {k}: image")
         _check_map(image, row.saliency, f"row {k}")
         seeds = None if row.seeds is None else Panel(seed_overlay(image, *row.seeds))
         mask = None
@@ -145,8 +144,11 @@ def paper_figure3(
             marks += (BoxMark(row.box, BOX_COLOUR, 2.5),)
         boxed = Panel(image, boxes=marks) if marks else None
         grid.append([Panel(image), Panel(grey_map(row.saliency, percentile)), seeds, mask, boxed])
-    return panel_grid(grid, column_titles=FIGURE3_COLUMNS, row_titles=[r.caption for r in rows],
+    titles = list(FIGURE3_COLUMNS)
+    if not any(r.ground_truth for r in rows):
+        titles[-1] = "box (red)"
+    return panel_grid(grid, column_titles=titles, row_titles=[r.caption for r in rows],
                       title=title, cell_inches=cell_inches, dpi=dpi).figure
 
 
-__all__ = ["ImageMap", "SegmentationRow", "class_caption", "paper_figure2", "paper_figure3", "SEED_COLOURS"]
+__all__ = ["ImageMap", "SegmentationRow", "class_caption", "paper_figure2", "paper_figure3"]
