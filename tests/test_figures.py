@@ -302,6 +302,7 @@ def test_single_runs_show_their_differing_settings(tmp_path):
     both = collect_sweep([runs / "2024-01-01_10-00-00", runs / "2024-01-01_12-00-00"])
     assert both["job"].tolist() == ["2024-01-01_10-00-00", "2024-01-01_12-00-00"]
     assert swept_keys(both) == ["segmentation.method", "segmentation.fg_quantile", "segmentation.smooth_sigma"]
+    assert collect_sweep([runs / "2024-01-01_10-00-00"])["job"].tolist() == ["2024-01-01_10-00-00"]
 
 
 def test_sweep_report_task_takes_a_list_of_runs(tmp_path, monkeypatch):

@@ -153,7 +153,8 @@ def collect_sweep(sources: str | Path | Sequence[str | Path]) -> pd.DataFrame:
         keys = [k for k in keys if len({json.dumps(s.get(k), sort_keys=True, default=str) for s in settings}) > 1]
     rows = []
     for job, setting in zip(jobs, settings):
-        name = job.name if common is None else str(job.resolve().relative_to(common)) or job.name
+        relative = str(job.resolve().relative_to(common)) if common is not None else "."
+        name = job.name if relative == "." else relative
         row = {"job": name, **{k: setting.get(k) for k in keys}}
         metrics_path = job / "metrics.json"
         if metrics_path.is_file():
