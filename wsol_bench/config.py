@@ -96,6 +96,8 @@ class TrainConfig:
     resume: bool = False
     checkpoint_dir: str = "checkpoints"
     seed: int = 0
+    progress: bool = True  # a progress bar per epoch (rank 0; only when stderr is a terminal)
+    log_seconds: float = 30.0  # train_steps.csv rewritten at most this often within an epoch (0: every step)
 
 
 @dataclass
@@ -116,10 +118,11 @@ class ClassModelConfig:
 
 @dataclass
 class SweepConfig:
-    """``task=sweep_report``: collect a Hydra multirun folder into one table and plot."""
+    """``task=sweep_report``: collect runs into one table and plot (:mod:`wsol_bench.reports.sweep`)."""
 
-    dir: Optional[str] = None
-    x: Optional[str] = None  # the override to plot on the x axis (default: first swept key)
+    dir: Optional[str] = None  # a multirun folder, a folder of runs (outputs/localise) or one run
+    dirs: Optional[list[str]] = None  # or several of those (outputs go into this task's run folder)
+    x: Optional[str] = None  # the setting to plot on the x axis (default: first swept key)
 
 
 @dataclass

@@ -1,8 +1,11 @@
 """Figures (matplotlib's object API on the Agg canvas: no pyplot, no global backend switch).
 
-:mod:`~wsol_bench.figures.localisation` (image, boxes, map, mask), :mod:`~wsol_bench.figures.saliency`
-(an image's class maps), :mod:`~wsol_bench.figures.grid` (class model grids); the sweep plot
-lives with the sweep report.
+:mod:`~wsol_bench.figures.localisation` (per image: boxes, map, mask, legend and a table of the
+guesses), :mod:`~wsol_bench.figures.paper` (the paper's Figures 2 and 3),
+:mod:`~wsol_bench.figures.compare` (saliency methods side by side),
+:mod:`~wsol_bench.figures.saliency` (an image's class maps), :mod:`~wsol_bench.figures.grid`
+(class model grids); :mod:`~wsol_bench.figures.layout` lays them out by measuring their text
+(see there for the conventions). The sweep plot lives with the sweep report.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from wsol_bench.data.images import read_rgb
 from wsol_bench.data.sources import EvaluationSet, load_evaluation_set
 from wsol_bench.distributed import barrier, broadcast_object, init_distributed, shutdown_distributed
-from wsol_bench.figures.localisation import save_localisation_figure
+from wsol_bench.figures.localisation import save_localisation_figure, score_guesses
 from wsol_bench.figures.saliency import save_saliency_figure
 from wsol_bench.models import build_classifier, resolve_device
 from wsol_bench.pipeline.engine import BatchArtefacts, Pipeline, localise_dataset, merge_records
@@ -83,11 +83,14 @@ def _save_figures(
             continue
         image = read_rgb(data.image_paths[record.image_id], data.max_pixels)
         gt = data.ground_truth[record.image_id]
-        predicted = [(data.synsets.name(s), b) for s, b in zip(record.synsets, record.boxes)]
+        scores = record.scores[:len(record.boxes)]
+        guesses = score_guesses([b.labelled(s) for s, b in zip(record.synsets, record.boxes)], gt.boxes,
+                                scores if len(scores) == len(record.boxes) else None)
         kept = art.boxes.localisations
         mask = kept[0].mask if kept else None
-        title = f"{record.image_id}: GT {data.synsets.name(gt.label)}"
+        title = f"{record.image_id}: ground truth {data.synsets.name(gt.label)}"
         stem = directory / f"{record.index:05d}_{record.image_id}"
-        save_localisation_figure(stem.with_suffix(".png"), image, gt.boxes, predicted, art.saliency.maps[0], mask, title)
+        save_localisation_figure(stem.with_suffix(".png"), image, gt.boxes, guesses, names=data.synsets.name,
+                                 saliency=art.saliency.maps[0], mask=mask, title=title)
         names = [data.synsets.name(data.synsets.wnid(int(c))) for c in art.saliency.classes]
         save_saliency_figure(f"{stem}_saliency.png", art.resized, art.saliency, names)

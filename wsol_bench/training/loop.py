@@ -18,7 +18,12 @@ Conventions:
   plain Python values, so ``torch.load(path, weights_only=True)`` reads them; key
   ``'model'`` is the unwrapped state dict (what ``model.weights=PATH`` loads);
 * rank 0 appends one row per epoch (and one at ``max_steps``) to ``metrics.csv`` and the
-  per-step losses to ``train_steps.csv``.
+  per-step losses (its own batches) to ``train_steps.csv``; the latter is rewritten
+  atomically during an epoch too, at most every ``train.log_seconds`` seconds (0: after
+  every step), so a long epoch shows it is alive. A resumed run drops the rows past its
+  checkpoint's step;
+* ``train.progress``: a tqdm bar per epoch on rank 0 (steps and loss), shown only when
+  stderr is a terminal.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from tqdm import tqdm
 
 from wsol_bench.distributed import DistInfo, barrier, broadcast_object
 from wsol_bench.files import atomic_write
@@ -129,6 +135,39 @@ def _append_csv(path: Path, rows: list[dict[str, Any]], keep_up_to_step: int | N
             old = old[old["step"] <= keep_up_to_step]
         new = pd.concat([old, new], ignore_index=True) if len(old) else new
     atomic_write(path, new.to_csv(index=False), fsync=False)
+
+
+class _StepLog:
+    """``train_steps.csv`` kept in memory and rewritten atomically (rank 0).
+
+    Rewriting the whole file keeps every read of it complete; ``min_seconds`` between
+    rewrites bounds the cost for long runs (the file grows by one line per step).
+    """
+
+    COLUMNS = ("step", "epoch", "loss", "lr")
+
+    def __init__(self, path: Path, keep_up_to_step: int, min_seconds: float) -> None:
+        self.path, self.min_seconds = path, float(min_seconds)
+        text = ",".join(self.COLUMNS) + "\n"
+        if keep_up_to_step > 0 and path.exists():
+            old = pd.read_csv(path)
+            old = old[old["step"] <= keep_up_to_step] if "step" in old else old.iloc[:0]
+            text = old.to_csv(index=False)
+        self.text = text
+        self.pending: list[dict[str, Any]] = []
+        self.last = time.monotonic()
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.pending.append(row)
+        if time.monotonic() - self.last >= self.min_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.text += pd.DataFrame(self.pending, columns=list(self.COLUMNS)).to_csv(index=False, header=False)
+            self.pending = []
+        atomic_write(self.path, self.text, fsync=False)
+        self.last = time.monotonic()
 
 
 @torch.no_grad()
@@ -229,6 +268,8 @@ def fit(
     if info.is_main and step == 0:
         for p in (metrics_path, steps_path):
             p.unlink(missing_ok=True)
+    step_log = _StepLog(steps_path, step, getattr(cfg, "log_seconds", 30.0)) if info.is_main else None
+    show_progress = None if getattr(cfg, "progress", True) else True  # tqdm: None = only on a terminal
 
     def save(epoch_done: int) -> None:
         if info.is_main:
@@ -258,8 +299,10 @@ def fit(
         )
         net.train()
         t0 = time.perf_counter()
-        step_rows: list[dict[str, Any]] = []
+        n_steps = 0
         loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+        bar = tqdm(total=min(len(loader), total_steps - step), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
+                   leave=False, disable=True if not info.is_main else show_progress)
         for x, y in loader:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             lr = optimiser.param_groups[0]["lr"]
@@ -275,10 +318,14 @@ def fit(
             if not math.isfinite(value):
                 raise FloatingPointError(f"non-finite training loss {value} at step {step}")
             loss_sum += value
-            step_rows.append({"step": step, "epoch": epoch, "loss": value, "lr": lr})
+            n_steps += 1
+            if step_log is not None:
+                step_log.add({"step": step, "epoch": epoch, "loss": value, "lr": lr})
+            bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+            bar.update()
             if step >= total_steps:
                 break
-        n_steps = len(step_rows)
+        bar.close()
         if info.distributed:
             dist.all_reduce(loss_sum)
         train_loss = float(loss_sum) / max(1, n_steps * info.world_size)
@@ -292,8 +339,9 @@ def fit(
             "train_loss": train_loss, "val_top1_err": top1, "val_top5_err": top5, "val_images": n_val,
             "seconds": time.perf_counter() - t0,
         }
+        if step_log is not None:
+            step_log.flush()
         if info.is_main:
-            _append_csv(steps_path, step_rows, keep_up_to_step=step - n_steps)
             _append_csv(metrics_path, [last_row], keep_up_to_step=step - n_steps)
             log.info("epoch %.2f step %d: loss %.4f, val top-1 err %s, top-5 err %s (%.1f s)",
                      last_row["epoch"], step, train_loss, top1, top5, last_row["seconds"])
