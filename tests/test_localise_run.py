@@ -166,3 +166,43 @@ def test_any_timm_architecture_with_a_weights_file(tmp_path, shared_sample):
     assert res.returncode == 0, res.stdout[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["model"] == "timm:resnet18" and metrics["n_images"] == 2
+
+
+def test_task_figures_redraws_a_run_without_computing_saliency(tmp_path, monkeypatch):
+    from hydra import compose, initialize_config_dir
+
+    import wsol_bench.models
+    import wsol_bench.saliency.gradient
+    from wsol_bench.config import register_configs
+    from wsol_bench.tasks import figures as runner
+
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    res = run_cli("dataset.limit=2", "saliency.crops=1", f"saliency.cache_dir={cache}", "run.progress=false",
+                  "run.figures=2", f"hydra.run.dir={out}")
+    assert res.returncode == 0, res.stdout[-3000:]
+    drawn = {p.name: p.read_bytes() for p in (out / "figures").glob("*.png")}
+    assert {"paper_figure2.png", "paper_figure3.png", "00000_demo_camera.png", "00001_demo_chelsea.png"} <= set(drawn)
+    assert "![paper_figure3](figures/paper_figure3.png)" in (out / "report.md").read_text()
+    for p in (out / "figures").glob("*.png"):
+        p.unlink()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("task=figures must not build a model or compute saliency")
+
+    monkeypatch.setattr(wsol_bench.models, "build_classifier", refuse)
+    monkeypatch.setattr(wsol_bench.saliency.gradient.Gradient, "scores_and_maps", refuse)
+    monkeypatch.chdir(REPO)  # the run's demo images are found as the run found them
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["task=figures", f"run_dir={out}", "run.figures=2"])
+    assert runner.run(cfg) == len(drawn)
+    assert {p.name: p.read_bytes() for p in (out / "figures").glob("*.png")} == drawn  # the same figures
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["task=figures", f"runs=[{out},{out}]", "run.figures=2"])
+    monkeypatch.chdir(tmp_path)
+    assert runner.run(cfg) == 1
+    from PIL import Image
+
+    with Image.open(tmp_path / "outputs" / "figures" / "comparison.png") as im:
+        assert im.size[0] > im.size[1] > 100  # 2 rows of 3 panels

@@ -21,6 +21,7 @@ TASKS = {
     "train": "wsol_bench.tasks.train",
     "class_model": "wsol_bench.tasks.class_model",
     "sweep_report": "wsol_bench.tasks.sweep_report",
+    "figures": "wsol_bench.tasks.figures",
 }
 
 register_configs()

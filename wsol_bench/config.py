@@ -138,6 +138,8 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     class_model: ClassModelConfig = field(default_factory=ClassModelConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    run_dir: Optional[str] = None  # task=figures: the run whose figures to redraw
+    runs: Optional[list[str]] = None  # task=figures: runs whose maps to compare side by side
 
 
 def hydra_output_subdir(resume: object) -> str:

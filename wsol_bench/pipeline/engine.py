@@ -47,7 +47,7 @@ from wsol_bench.pipeline.store import read_parts, write_part
 from wsol_bench.registry import params_dict, require
 from wsol_bench.saliency import CropSettings, SaliencyMethod, SaliencyResult, image_saliency
 from wsol_bench.saliency.cache import SaliencyCache
-from wsol_bench.segmentation import BoxExtractor, Localisation
+from wsol_bench.segmentation import BoxExtractor
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,6 @@ class ImageBoxes:
 
     boxes: list[Box]
     fallbacks: list[str | None]
-    localisations: list[Localisation] | None  # with masks and seeds, only when kept (figures)
     states: dict[str, Any]
     seconds: float
 
@@ -122,7 +121,6 @@ def localise_image(
     original_size: Size,
     annotation: ImageAnnotation,
     image_id: str,
-    keep: bool = False,
 ) -> ImageBoxes:
     """Segment ``resized_image`` once per map of ``maps`` (``K x H x W``, same frame), map each
     box to ``original_size`` (height, width), and compute the map-reading metrics' states.
@@ -133,16 +131,14 @@ def localise_image(
     start = time.perf_counter()
     prepared = extractor.prepare(resized_image)
     frame = resized_image.shape[:2]
-    boxes, fallbacks, kept = [], [], []
+    boxes, fallbacks = [], []
     for saliency in maps:
         result = extractor.localise(prepared, saliency)
         boxes.append(result.box.scaled(frame, original_size))
         fallbacks.append(result.fallback)
-        if keep:
-            kept.append(result)
     sample = MapSample(image_id, annotation, original_size, synsets, maps)
     states = {e.name or _part_name(e): e.image_state(sample) for e in evaluators if e.needs_maps}
-    return ImageBoxes(boxes, fallbacks, kept if keep else None, states, time.perf_counter() - start)
+    return ImageBoxes(boxes, fallbacks, states, time.perf_counter() - start)
 
 
 class InlineExecutor(Executor):
@@ -160,15 +156,6 @@ class InlineExecutor(Executor):
 def global_batches(n_images: int, batch_images: int) -> list[list[int]]:
     """Image positions ``0..n-1`` cut into consecutive batches (the unit of sharding and resume)."""
     return [list(range(s, min(s + batch_images, n_images))) for s in range(0, n_images, batch_images)]
-
-
-@dataclass
-class BatchArtefacts:
-    """Arrays kept for the figures of one image."""
-
-    resized: np.ndarray
-    saliency: SaliencyResult
-    boxes: ImageBoxes
 
 
 @dataclass
@@ -193,7 +180,7 @@ class _Run:
     cache: SaliencyCache | None
     executor: Executor
     records_dir: Path
-    on_batch: Callable[[list[ImageRecord], dict[int, BatchArtefacts]], None] | None
+    on_batch: Callable[[list[ImageRecord], dict[int, SaliencyResult]], None] | None
     progress: Any
 
     def start_batch(self, batch_no: int, images: Sequence[LoadedImage]) -> _PendingBatch:
@@ -229,7 +216,7 @@ class _Run:
             im.index: self.executor.submit(
                 localise_image, pipe.extractor, pipe.evaluators, im.resized, results[im.index].maps,
                 [data.synsets.wnid(int(c)) for c in results[im.index].classes], im.original_size,
-                data.ground_truth[im.image_id], im.image_id, im.index < self.settings.figures,
+                data.ground_truth[im.image_id], im.image_id,
             )
             for im in ok
         }
@@ -239,7 +226,7 @@ class _Run:
     def finish_batch(self, p: _PendingBatch) -> None:
         """Wait for the batch's boxes, write its part file, report it."""
         records: list[ImageRecord] = []
-        artefacts: dict[int, BatchArtefacts] = {}
+        kept: dict[int, SaliencyResult] = {}
         for im in p.images:
             timings = {"decode": im.decode_seconds}
             if im.error is not None:
@@ -262,10 +249,10 @@ class _Run:
             records.append(_record(im, res, boxes, p.gt_classes[im.index], self.pipeline.crops.top_k,
                                    self.data, timings))
             if im.index < self.settings.figures:
-                artefacts[im.index] = BatchArtefacts(im.resized, res, boxes)
+                kept[im.index] = res
         write_part(self.records_dir, p.batch_no, records)
         if self.on_batch is not None:
-            self.on_batch(records, artefacts)
+            self.on_batch(records, kept)
         self.progress.update(len(p.images))
 
 
@@ -308,7 +295,7 @@ def localise_dataset(
     settings: EngineSettings,
     records_dir: Path,
     info: DistInfo = DistInfo(),
-    on_batch: Callable[[list[ImageRecord], dict[int, BatchArtefacts]], None] | None = None,
+    on_batch: Callable[[list[ImageRecord], dict[int, SaliencyResult]], None] | None = None,
 ) -> dict[str, int]:
     """Process this rank's batches that have no valid part in ``records_dir``.
 

@@ -25,10 +25,18 @@ from wsol_bench.metrics.base import Evaluator
 from wsol_bench.pipeline.records import SIZE_MISMATCH, ImageRecord
 
 
-def per_image_table(records: Sequence[ImageRecord]) -> pd.DataFrame:
-    """One row per image: status, size, top-1 class, fallbacks, stage timings."""
+def per_image_table(records: Sequence[ImageRecord], data: EvaluationSet) -> pd.DataFrame:
+    """One row per image: status, size, each guess (class, logit, box ``x0 y0 x1 y1`` in
+    original pixels, IoU with the best ground-truth box of its class), the GT-known box,
+    fallbacks, stage timings."""
     rows = []
     for r in records:
+        truth = data.ground_truth.get(r.image_id)
+        guesses: dict[str, object] = {}
+        for k, (synset, score, box) in enumerate(zip(r.synsets, r.scores, r.boxes), start=1):
+            same_class = truth.boxes_of(synset) if truth else []
+            guesses.update({f"synset_{k}": synset, f"score_{k}": score, f"box_{k}": " ".join(map(str, box)),
+                            f"iou_{k}": max((box.iou(b) for b in same_class), default=0.0)})
         rows.append({
             "index": r.index,
             "image_id": r.image_id,
@@ -39,7 +47,9 @@ def per_image_table(records: Sequence[ImageRecord]) -> pd.DataFrame:
             "top1_synset": r.synsets[0] if r.synsets else None,
             "top1_score": r.scores[0] if r.scores else np.nan,
             "n_fallback_boxes": sum(fb is not None for fb in r.fallbacks),
+            "gt_known_box": " ".join(map(str, r.gt_known_box)) if r.gt_known_box is not None else None,
             "gt_known_fallback": r.gt_known_fallback,
+            **guesses,
             **{f"seconds_{k}": v for k, v in r.timings.items()},
         })
     return pd.DataFrame(rows)
@@ -81,7 +91,7 @@ def write_localisation_report(
     if data.devkit_meta is not None:
         write_devkit_predictions(out_dir / "predictions.devkit.txt", predictions, [r.image_id for r in records],
                                  data.devkit_meta)
-    per_image = per_image_table(records).merge(scored, on="image_id", how="left")
+    per_image = per_image_table(records, data).merge(scored, on="image_id", how="left")
     unscored = pd.DataFrame(
         {"image_id": list(data.unscored), "status": "no_ground_truth", "error": list(data.unscored.values())}
     )
@@ -105,12 +115,13 @@ def write_localisation_report(
     }
     result = {**summary, **extra, "table": table}
     atomic_write(out_dir / "metrics.json", json.dumps(result, indent=2) + "\n", fsync=False)
-    atomic_write(out_dir / "report.md", report_markdown(result, evaluators), fsync=False)
+    figures = sorted(p.relative_to(out_dir).as_posix() for p in (out_dir / "figures").glob("*.png"))
+    atomic_write(out_dir / "report.md", report_markdown(result, evaluators, figures), fsync=False)
     return result
 
 
 def per_class_table(per_image: pd.DataFrame, data: EvaluationSet) -> pd.DataFrame:
-    """Errors per ground-truth class."""
+    """Errors per ground-truth class, worst first (top-5 localisation error, then GT-known)."""
     df = per_image[per_image["label"].notna()]
     df = df.assign(
         loc_error_top5=~df.loc_rank.between(1, 5),
@@ -126,10 +137,11 @@ def per_class_table(per_image: pd.DataFrame, data: EvaluationSet) -> pd.DataFram
         gt_known_loc_error=("gt_known_error", "mean"),
     )
     table.insert(0, "name", [data.synsets.name(w) if w in data.synsets else w for w in table.index])
+    table = table.sort_values(["loc_error_top5", "gt_known_loc_error", "n_images"], ascending=[False, False, False])
     return table.reset_index().rename(columns={"label": "synset"})
 
 
-def report_markdown(summary: Mapping[str, Any], evaluators: Sequence[Evaluator]) -> str:
+def report_markdown(summary: Mapping[str, Any], evaluators: Sequence[Evaluator], figures: Sequence[str] = ()) -> str:
     """``report.md``: each evaluator's lines (the devkit's beside the paper's rows first), then the run's details."""
     lines = ["# Localisation report", ""]
     for ev in evaluators:
@@ -143,4 +155,12 @@ def report_markdown(summary: Mapping[str, Any], evaluators: Sequence[Evaluator])
     secs = summary.get("seconds_per_image", {})
     if secs:
         lines.append("Seconds per image: " + ", ".join(f"{k} {v:.3f}" for k, v in secs.items() if not np.isnan(v)))
+    lines += ["", "Files: `metrics.json`, `predictions.csv`, `per_image.csv` (every guess with its box and IoU), "
+              "`per_class.csv` (worst classes first)."]
+    paper = [f for f in figures if "paper_figure" in f]
+    if figures:
+        lines += ["", "## Figures", ""]
+        lines += [f"![{Path(f).stem}]({f})" for f in paper]
+        others = [f for f in figures if f not in paper and not f.endswith("_saliency.png")]
+        lines += ["", "Per image: " + ", ".join(f"[{Path(f).stem}]({f})" for f in others)] if others else []
     return "\n".join(lines) + "\n"

@@ -11,16 +11,16 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from wsol_bench.data.images import read_rgb
-from wsol_bench.data.sources import EvaluationSet, load_evaluation_set
+from wsol_bench.data.sources import load_evaluation_set
 from wsol_bench.distributed import barrier, broadcast_object, init_distributed, shutdown_distributed
-from wsol_bench.figures.localisation import save_localisation_figure, score_guesses
-from wsol_bench.figures.saliency import save_saliency_figure
 from wsol_bench.models import build_classifier, resolve_device
-from wsol_bench.pipeline.engine import BatchArtefacts, Pipeline, localise_dataset, merge_records
+from wsol_bench.pipeline.engine import Pipeline, localise_dataset, merge_records
 from wsol_bench.pipeline.records import ImageRecord
 from wsol_bench.pipeline.store import prepare_records_dir
 from wsol_bench.reports.localisation_report import write_localisation_report
+from wsol_bench.reports.run_figures import cached_maps, write_run_figures
+from wsol_bench.saliency import SaliencyResult
+from wsol_bench.saliency.cache import SaliencyCache
 from wsol_bench.tasks import run_dir
 from wsol_bench.tasks.factory import localisation_plan, resolve_demo, section
 
@@ -44,14 +44,14 @@ def run(cfg: DictConfig) -> float | None:
         classifier = build_classifier(plan.model)
         pipeline = Pipeline(classifier, plan.method, plan.crops, plan.extractor, plan.evaluators)
         records_dir = out / "records"
-        figures_dir = out / "figures"
+        kept: dict[str, SaliencyResult] = {}  # maps of this process's first images, for the figures
         identity = {**pipeline.identity(), "data": data.identity, "batch_images": plan.engine.batch_images}
         if info.is_main:
             prepare_records_dir(records_dir, identity, plan.engine.resume)
         barrier(info)  # no rank starts before rank 0 has checked the folder
         counters = localise_dataset(
             data, pipeline, plan.engine, records_dir, info,
-            on_batch=lambda records, artefacts: _save_figures(figures_dir, records, artefacts, data),
+            on_batch=lambda records, maps: kept.update({r.image_id: maps[r.index] for r in records if r.index in maps}),
         )
         log.info("rank %d: %s", info.rank, counters)
         barrier(info)
@@ -66,31 +66,19 @@ def run(cfg: DictConfig) -> float | None:
             "world_size": info.world_size,
             **{f"rank0_{k}": v for k, v in counters.items()},
         }
+        if plan.engine.figures:
+            cache = (SaliencyCache(plan.engine.cache_dir, pipeline.saliency_namespace())
+                     if plan.engine.cache_dir else None)
+            from_cache = cached_maps(cache, data, plan.crops.resize, plan.crops.top_k) if cache else None
+
+            def maps_of(record: ImageRecord) -> SaliencyResult | None:
+                return kept.get(record.image_id) or (from_cache(record) if from_cache else None)
+
+            write_run_figures(out / "figures", records, data, plan.extractor, maps_of, plan.crops.resize,
+                              plan.engine.figures)
         result = write_localisation_report(out, records, data, plan.evaluators, description)
     finally:
         shutdown_distributed()
     print((out / "report.md").read_text())
     log.info("reports written to %s", out)
     return result["loc_error_at_k"][-1] if "loc_error_at_k" in result else None
-
-
-def _save_figures(
-    directory: Path, records: list[ImageRecord], artefacts: dict[int, BatchArtefacts], data: EvaluationSet
-) -> None:
-    for record in records:
-        art = artefacts.get(record.index)
-        if art is None:
-            continue
-        image = read_rgb(data.image_paths[record.image_id], data.max_pixels)
-        gt = data.ground_truth[record.image_id]
-        scores = record.scores[:len(record.boxes)]
-        guesses = score_guesses([b.labelled(s) for s, b in zip(record.synsets, record.boxes)], gt.boxes,
-                                scores if len(scores) == len(record.boxes) else None)
-        kept = art.boxes.localisations
-        mask = kept[0].mask if kept else None
-        title = f"{record.image_id}: ground truth {data.synsets.name(gt.label)}"
-        stem = directory / f"{record.index:05d}_{record.image_id}"
-        save_localisation_figure(stem.with_suffix(".png"), image, gt.boxes, guesses, names=data.synsets.name,
-                                 saliency=art.saliency.maps[0], mask=mask, title=title)
-        names = [data.synsets.name(data.synsets.wnid(int(c))) for c in art.saliency.classes]
-        save_saliency_figure(f"{stem}_saliency.png", art.resized, art.saliency, names)
