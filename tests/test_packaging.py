@@ -4,6 +4,7 @@ the ``wsol-bench`` console script, and a non-editable install that runs outside 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -24,7 +25,10 @@ def test_the_package_list_matches_the_folders():
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation", "-q",
+    source = out / "source"  # setuptools writes build/ and *.egg-info beside the sources: not into the checkout
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".venv", ".git", "outputs", "build", "*.egg-info",
+                                                                  "__pycache__", "multirun"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q",
                     "-w", str(out)], check=True, capture_output=True, timeout=300)
     [path] = list(out.glob("wsol_bench-*.whl"))
     return path

@@ -1,1 +1,0 @@
-"""Ground truth, class orders, images and data sets."""

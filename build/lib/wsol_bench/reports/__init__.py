@@ -1,1 +1,0 @@
-"""Reports: metrics files, tables, per-class breakdowns, figures."""
