@@ -27,9 +27,8 @@ import torch
 from torch import nn
 
 from wsol_bench.models import Classifier
-from wsol_bench.saliency.backprop import captured_outputs, check_scores, fixed_targets, upsample
+from wsol_bench.saliency.backprop import captured_outputs, check_scores, fixed_targets, model_layout, upsample
 from wsol_bench.saliency.base import SaliencyMethod, TargetChooser
-from wsol_bench.saliency.gradient import model_layout
 
 RTOL = 1e-4  # of the largest |logit|, for the head check
 

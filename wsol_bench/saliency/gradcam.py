@@ -22,9 +22,8 @@ from typing import ClassVar
 import torch
 
 from wsol_bench.models import Classifier
-from wsol_bench.saliency.backprop import captured_outputs, forward_then_ranks, upsample
+from wsol_bench.saliency.backprop import captured_outputs, forward_then_ranks, model_layout, upsample
 from wsol_bench.saliency.base import SaliencyMethod, TargetChooser
-from wsol_bench.saliency.gradient import model_layout
 
 
 def grad_cam(activations: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:

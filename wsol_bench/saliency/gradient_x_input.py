@@ -21,9 +21,8 @@ from typing import ClassVar
 import torch
 
 from wsol_bench.models import Classifier
-from wsol_bench.saliency.backprop import forward_then_ranks
+from wsol_bench.saliency.backprop import forward_then_ranks, model_layout
 from wsol_bench.saliency.base import SaliencyMethod, TargetChooser, max_abs_over_channels
-from wsol_bench.saliency.gradient import model_layout
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,8 @@ import torch
 from torch import nn
 
 from wsol_bench.models import Classifier
-from wsol_bench.saliency.backprop import fixed_targets, forward_then_ranks
+from wsol_bench.saliency.backprop import fixed_targets, forward_then_ranks, model_layout
 from wsol_bench.saliency.base import SaliencyMethod, TargetChooser, max_abs_over_channels
-from wsol_bench.saliency.gradient import model_layout
 
 #: activation modules whose backward pass is guided (subclasses included)
 GUIDED_ACTIVATIONS: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6)

@@ -29,9 +29,8 @@ import torch
 
 from wsol_bench.models import Classifier
 from wsol_bench.registry import require
-from wsol_bench.saliency.backprop import check_scores, rank_gradients
+from wsol_bench.saliency.backprop import check_scores, clean_scores, model_layout, rank_gradients
 from wsol_bench.saliency.base import SaliencyMethod, TargetChooser, max_abs_over_channels
-from wsol_bench.saliency.gradient import model_layout
 
 
 def gauss_legendre(n_steps: int) -> tuple[np.ndarray, np.ndarray]:
@@ -88,9 +87,7 @@ class IntegratedGradients(SaliencyMethod):
         self, classifier: Classifier, crops: torch.Tensor, choose_targets: TargetChooser
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Scores of the crops (no gradients), then the maps of the chosen targets."""
-        with torch.no_grad():
-            logits = classifier.logits(model_layout(crops.detach())).float()
-        check_scores(classifier, logits, crops.shape[0])
+        logits = clean_scores(classifier, crops)
         targets = choose_targets(logits).to(crops.device)
         maps = max_abs_over_channels(self.attributions(classifier, crops, targets).flatten(0, 1))
         maps = maps.view(*targets.shape, *crops.shape[2:]).cpu()

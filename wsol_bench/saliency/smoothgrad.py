@@ -32,9 +32,8 @@ import torch
 
 from wsol_bench.models import Classifier
 from wsol_bench.registry import require
-from wsol_bench.saliency.backprop import check_scores, rank_gradients
+from wsol_bench.saliency.backprop import check_scores, clean_scores, model_layout, rank_gradients
 from wsol_bench.saliency.base import SaliencyMethod, TargetChooser
-from wsol_bench.saliency.gradient import model_layout
 
 
 def crop_generators(crops: torch.Tensor, seed: int) -> list[torch.Generator]:
@@ -81,9 +80,7 @@ class SmoothGrad(SaliencyMethod):
         self, classifier: Classifier, crops: torch.Tensor, choose_targets: TargetChooser
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Scores of the clean crops (no gradients), then :meth:`rank_maps` of the chosen targets."""
-        with torch.no_grad():
-            logits = classifier.logits(model_layout(crops.detach())).float()
-        check_scores(classifier, logits, crops.shape[0])
+        logits = clean_scores(classifier, crops)
         return logits, self.rank_maps(classifier, crops, choose_targets(logits))
 
     def rank_maps(self, classifier: Classifier, crops: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
