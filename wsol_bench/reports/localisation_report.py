@@ -106,6 +106,8 @@ def write_localisation_report(
     result = {**summary, **extra, "table": table}
     atomic_write(out_dir / "metrics.json", json.dumps(result, indent=2) + "\n", fsync=False)
     atomic_write(out_dir / "report.md", report_markdown(result, evaluators), fsync=False)
+    for ev in evaluators:
+        ev.write_artifacts(out_dir, result)
     return result
 
 
