@@ -293,7 +293,8 @@ class MaxBoxAcc(Evaluator):
             "",
             "| metric | accuracy (%) | best threshold |",
             "|---|---|---|",
-            f"| MaxBoxAcc (largest box, IoU 0.5) | {summary['maxboxacc']:.2f} | {summary['maxboxacc_best_threshold']:g} |",
+            f"| MaxBoxAcc (largest box, IoU 0.5) | {summary['maxboxacc']:.2f} "
+            f"| {summary['maxboxacc_best_threshold']:g} |",
             *(f"| all boxes, IoU {int(k) / 100:g} | {v:.2f} | {best[k]:g} |" for k, v in at.items()),
             f"| MaxBoxAccV2 (mean of the above) | {summary['maxboxacc_v2']:.2f} | - |",
             "",

@@ -23,7 +23,9 @@ as TorchRay's ``benchmark/pointing_game.py`` and ``examples/attribution_benchmar
   top-1 class's map (``maps[0]``) and its boxes, a miss when the image has no box of that
   class. Both are fractions of the evaluated images (a failed image misses).
   ``pointing_game_class_mean`` is TorchRay's headline ``accuracy``, the mean over classes
-  of the per-class hit rate (ground-truth class variant), over the classes present.
+  of the per-class hit rate (ground-truth class variant); TorchRay averages over all of its
+  dataset's classes (every VOC/COCO class occurs), here over the classes of the evaluated
+  images, so a subset of ImageNet is not diluted by absent classes.
 
 Streaming: an image's state is two bits; :meth:`PointingGame.accumulate` counts them (and
 per class), so merged shards give exactly one process's figures.
@@ -161,13 +163,15 @@ class PointingGame(Evaluator):
         lo, hi = summary["pointing_game_ci95"]
         tlo, thi = summary["pointing_game_top1_ci95"]
         return [
-            f"Pointing game (TorchRay: the map's maximum in original pixels within {summary['pointing_game_tolerance']} "
-            "pixels of a box of the class; fraction of images, 95% Wilson interval):",
+            "Pointing game (TorchRay: the map's maximum in original pixels within "
+            f"{summary['pointing_game_tolerance']} pixels of a box of the class; fraction of images, "
+            "95% Wilson interval):",
             "",
             "| map | hit rate |",
             "|---|---|",
             f"| ground-truth class | {summary['pointing_game']:.4f} [{lo:.4f}, {hi:.4f}] |",
-            f"| ground-truth class, mean over classes (TorchRay's accuracy) | {summary['pointing_game_class_mean']:.4f} |",
+            "| ground-truth class, mean over classes (TorchRay's accuracy) "
+            f"| {summary['pointing_game_class_mean']:.4f} |",
             f"| top-1 class (a miss if it has no box) | {summary['pointing_game_top1']:.4f} [{tlo:.4f}, {thi:.4f}] |",
         ]
 
