@@ -137,6 +137,7 @@ def test_iou_thresholds_are_inclusive_percent_over_100():
 def test_gt_boxes_scaled_with_truncation():
     assert resize_gt_box(Box(3, 3, 499, 374), (375, 500)) == (1, 1, 223, 223)  # 1.344, 1.792, 223.55, 223.40
     assert resize_gt_box(Box(0, 0, 249, 187), (375, 500)) == (0, 0, 111, 111)  # 111.55 and 111.70 truncated
+    assert resize_gt_box(Box(4, 4, 10, 10), (375, 500)) == (1, 2, 4, 5)  # 1.792, 2.389, 4.48, 5.97
     assert resize_gt_box(Box(10, 0, 10, 0), (224, 224)) == (10, 0, 10, 0)
 
 
@@ -148,6 +149,30 @@ def test_largest_contour_versus_all_contours():
     largest, every = hits_at(u8map(levels), gt)
     assert not largest.any()  # MaxBoxAcc only sees the largest contour
     assert every[70].all()  # MaxBoxAccV2 sees every contour
+
+
+def test_largest_is_by_contour_area_not_box_area():
+    levels = np.zeros((224, 224))
+    levels[np.arange(150), np.arange(150)] = 255  # a diagonal line: a 151 x 151 box, contour area ~0
+    levels[180:200, 180:200] = 255  # a 20 x 20 square: contour area 19 x 19
+    boxes, largest = boxes_at_thresholds(u8map(levels), [0.5])[0]
+    assert boxes[largest].tolist() == [180, 180, 200, 200]
+    largest_hits, _ = hits_at(u8map(levels), [[180, 180, 200, 200]])
+    assert largest_hits.all()
+
+
+def test_largest_of_equal_areas_is_the_first_contour():
+    """Python's max() keeps the first of equal keys: the first in OpenCV's contour order."""
+    levels = np.zeros((224, 224))
+    levels[20:40, 20:40] = 255
+    levels[150:170, 100:120] = 255
+    image = (u8map(levels) * 255).astype(np.uint8)
+    contours = cv2.findContours(cv2.threshold(image, 127, 255, cv2.THRESH_BINARY)[1], cv2.RETR_TREE,
+                                cv2.CHAIN_APPROX_SIMPLE)[0]
+    assert len(contours) == 2 and cv2.contourArea(contours[0]) == cv2.contourArea(contours[1])
+    x, y, w, h = cv2.boundingRect(contours[0])
+    boxes, largest = boxes_at_thresholds(u8map(levels), [0.5])[0]
+    assert boxes[largest].tolist() == [x, y, x + w, y + h]
 
 
 def test_holes_give_contours_too_retr_tree():
