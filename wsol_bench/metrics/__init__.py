@@ -1,7 +1,9 @@
 """Metrics: evaluators with ``start`` / ``accumulate`` / ``compute`` (:mod:`~wsol_bench.metrics.base`).
 
 :data:`METRICS` lists them by name (``evaluation.metrics`` in the config): ``ilsvrc``, the
-devkit's top-k localisation and classification error with the GT-known error.
+devkit's top-k localisation and classification error with the GT-known error;
+``maxboxacc``, MaxBoxAcc and MaxBoxAccV2 exactly as clovaai/wsolevaluation; ``pointing_game``,
+TorchRay's pointing game for the ground-truth and the top-1 class.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from wsol_bench.registry import Registry
 #: ``evaluation.metrics`` entries -> the evaluator's class (a dataclass of its parameters).
 METRICS: Registry[type[Evaluator]] = Registry("evaluation.metrics", {
     "ilsvrc": "wsol_bench.metrics.ilsvrc:IlsvrcLocalisation",
+    "maxboxacc": "wsol_bench.metrics.maxboxacc:MaxBoxAcc",
+    "pointing_game": "wsol_bench.metrics.pointing_game:PointingGame",
 })
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -91,3 +92,7 @@ class Evaluator:
     def table_columns(self, summary: Mapping[str, Any]) -> dict[str, Any]:
         """The few headline figures for the sweep table (name -> value)."""
         return {}
+
+    def write_artifacts(self, out_dir: Path, summary: Mapping[str, Any]) -> None:
+        """Write this metric's own files (tables, plots) into the run directory, from the whole
+        run's ``metrics.json`` contents; called last by the report. Default: nothing."""

@@ -115,6 +115,8 @@ def write_localisation_report(
     }
     result = {**summary, **extra, "table": table}
     atomic_write(out_dir / "metrics.json", json.dumps(result, indent=2) + "\n", fsync=False)
+    for ev in evaluators:
+        ev.write_artifacts(out_dir, result)
     figures = sorted(p.relative_to(out_dir).as_posix() for p in (out_dir / "figures").glob("*.png"))
     atomic_write(out_dir / "report.md", report_markdown(result, evaluators, figures), fsync=False)
     return result
