@@ -88,9 +88,10 @@ def evaluators_from(cfg: DictConfig) -> tuple[Evaluator, ...]:
     """The evaluators named by ``evaluation.metrics``, each with its ``evaluation.<name>`` settings."""
     values = section(cfg, "evaluation")
     names = values.pop("metrics", None) or ["ilsvrc"]
-    unused = sorted(set(values) - set(names))
-    if unused:
-        raise ValueError(f"evaluation.{unused[0]}: settings for a metric not in evaluation.metrics={names}")
+    unknown = sorted(set(values) - set(names) - set(METRICS.names()))  # settings of unused metrics are kept
+    if unknown:
+        raise ValueError(f"evaluation.{unknown[0]}: not a metric (known: {', '.join(METRICS.names())}); "
+                         "evaluation.metrics lists the metrics to run")
     evaluators = []
     for name in names:
         params = values.get(name) or {}
