@@ -206,3 +206,23 @@ def test_task_figures_redraws_a_run_without_computing_saliency(tmp_path, monkeyp
 
     with Image.open(tmp_path / "outputs" / "figures" / "comparison.png") as im:
         assert im.size[0] > im.size[1] > 100  # 2 rows of 3 panels
+
+
+def test_saved_score_maps_are_scored_by_task_evaluate_as_by_the_run(tmp_path):
+    out = tmp_path / "run"
+    res = run_cli("dataset.limit=3", "saliency.crops=1", "saliency.cache=false", "run.progress=false", "run.figures=0",
+                  "run.save_maps=true", f"hydra.run.dir={out}")
+    assert res.returncode == 0, res.stdout[-3000:]
+    maps = sorted(p.name for p in (out / "scoremaps").glob("*.npy"))
+    assert maps == ["demo_camera.npy", "demo_chelsea.npy", "demo_china.npy"]
+    import numpy as np
+
+    first = np.load(out / "scoremaps" / maps[0])
+    assert first.shape == (224, 224) and 0 <= first.min() and first.max() <= 1
+    assert (out / "scoremaps" / "metadata" / "image_sizes.txt").read_text().splitlines()[0] == "demo_camera,512,512"
+    res = run_cli("task=evaluate", "evaluate.format=scoremaps", f"evaluate.predictions={out / 'scoremaps'}",
+                  f"dataset.annotations={REPO / 'data' / 'demo' / 'annotations'}",
+                  "dataset.image_ids=[demo_camera,demo_chelsea,demo_china]", f"hydra.run.dir={tmp_path / 'eval'}")
+    assert res.returncode == 0, res.stdout[-3000:]
+    run, scored = (json.loads((d / "metrics.json").read_text()) for d in (out, tmp_path / "eval"))
+    assert scored["maxboxacc_v2"] == run["maxboxacc_v2"] and scored["maxboxacc"] == run["maxboxacc"]

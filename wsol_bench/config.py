@@ -74,6 +74,7 @@ class RunConfig:
     resume: bool = False
     figures: int = 8  # figures for the first N images
     progress: bool = True
+    save_maps: bool = False  # write scoremaps/<image_id>.npy + metadata (wsolevaluation's layout)
 
 
 @dataclass

@@ -36,6 +36,7 @@ import torch
 from tqdm import tqdm
 
 from wsol_bench.boxes import Box, ImageAnnotation, Size
+from wsol_bench.data.scoremaps import write_sample_scoremap
 from wsol_bench.data.images import ImageDataset, LoadedImage, collate_images, die_with_parent
 from wsol_bench.data.sources import EvaluationSet
 from wsol_bench.distributed import DistInfo
@@ -61,6 +62,7 @@ class EngineSettings:
     loader_workers: int = 2  # DataLoader processes decoding and resizing images
     cache_dir: str | None = "outputs/.saliency_cache"  # None: no saliency cache
     figures: int = 8  # keep the arrays of the first N images for figures
+    scoremaps_dir: str | None = None  # write each image's ground-truth-class map here (wsolevaluation's layout)
     progress: bool = True
     resume: bool = False
 
@@ -121,9 +123,11 @@ def localise_image(
     original_size: Size,
     annotation: ImageAnnotation,
     image_id: str,
+    scoremaps_dir: str | None = None,
 ) -> ImageBoxes:
     """Segment ``resized_image`` once per map of ``maps`` (``K x H x W``, same frame), map each
-    box to ``original_size`` (height, width), and compute the map-reading metrics' states.
+    box to ``original_size`` (height, width), compute the map-reading metrics' states, and
+    export the ground-truth class's score map into ``scoremaps_dir`` if given.
 
     The image-only terms are prepared once and reused for the K classes. Runs in the main
     process or in a segmentation worker.
@@ -138,6 +142,8 @@ def localise_image(
         fallbacks.append(result.fallback)
     sample = MapSample(image_id, annotation, original_size, synsets, maps)
     states = {e.name or _part_name(e): e.image_state(sample) for e in evaluators if e.needs_maps}
+    if scoremaps_dir is not None:
+        write_sample_scoremap(scoremaps_dir, sample)
     return ImageBoxes(boxes, fallbacks, states, time.perf_counter() - start)
 
 
@@ -216,7 +222,7 @@ class _Run:
             im.index: self.executor.submit(
                 localise_image, pipe.extractor, pipe.evaluators, im.resized, results[im.index].maps,
                 [data.synsets.wnid(int(c)) for c in results[im.index].classes], im.original_size,
-                data.ground_truth[im.image_id], im.image_id,
+                data.ground_truth[im.image_id], im.image_id, self.settings.scoremaps_dir,
             )
             for im in ok
         }

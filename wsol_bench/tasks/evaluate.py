@@ -5,6 +5,10 @@ Images of the evaluated set without any guess (``n_missing``) are, by ``evaluate
 semantics (a missing guess is an error); ``skip`` only the predicted images are scored,
 and the printed table and ``metrics.json`` say so. When ``dataset.images`` is given and the
 ground truth records image sizes (XML), an image whose file has another size is an error.
+
+``evaluate.format=scoremaps evaluate.predictions=DIR``: a folder of score maps in
+wsolevaluation's layout (any method's; a run writes one with ``run.save_maps=true``), scored
+with MaxBoxAcc, MaxBoxAccV2 and the pointing game.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import logging
 from omegaconf import DictConfig
 from PIL import Image
 
+from wsol_bench.data.scoremaps import evaluate_scoremaps
 from wsol_bench.data.predictions import read_devkit_predictions, read_predictions_csv
 from wsol_bench.data.sources import EvaluationSet, load_evaluation_set
 from wsol_bench.files import atomic_write
@@ -24,7 +29,7 @@ from wsol_bench.tasks import run_dir
 from wsol_bench.tasks.factory import dataset_spec, evaluators_from, section
 
 log = logging.getLogger(__name__)
-FORMATS = ("csv", "devkit", "devkit_cls")
+FORMATS = ("csv", "devkit", "devkit_cls", "scoremaps")
 MISSING = ("error", "wrong", "skip")
 
 
@@ -37,6 +42,8 @@ def run(cfg: DictConfig) -> float:
         raise ValueError(f"evaluate.format={ev['format']!r} is not one of {FORMATS}")
     if ev["missing"] not in MISSING:
         raise ValueError(f"evaluate.missing={ev['missing']!r} is not one of {MISSING}")
+    if ev["format"] == "scoremaps":
+        return _score_maps(cfg, ev)
     devkit = [e for e in evaluators_from(cfg) if isinstance(e, IlsvrcLocalisation)]
     evaluator = devkit[0] if devkit else IlsvrcLocalisation()
     spec = dataset_spec(cfg)
@@ -77,6 +84,27 @@ def run(cfg: DictConfig) -> float:
         print(f"evaluate.missing=skip: {len(missing)} images without a guess were left out; "
               f"scored {len(ground_truth)} of {len(data.image_ids)}")
     return summary["loc_error_at_k"][-1]
+
+
+def _score_maps(cfg: DictConfig, ev: dict) -> float:
+    """``evaluate.format=scoremaps``: MaxBoxAcc, MaxBoxAccV2 and the pointing game of a folder
+    of wsolevaluation score maps (``<image_id>.npy``) over the evaluated images."""
+    spec = dataset_spec(cfg)
+    data = load_evaluation_set(spec, need_images=bool(spec.images or spec.root))
+    check_image_sizes(data)
+    sizes = {}
+    for image_id, path in data.image_paths.items():
+        with Image.open(path) as im:
+            sizes[image_id] = (im.size[1], im.size[0])
+    summary = evaluate_scoremaps(ev["predictions"], data.ground_truth, sizes or None)
+    summary = {**summary, "predictions": str(ev["predictions"]), "ground_truth": data.source}
+    atomic_write(run_dir() / "metrics.json", json.dumps(summary, indent=2) + "\n", fsync=False)
+    v2 = summary["maxboxacc_v2_at_iou"]
+    print(f"images: {summary['maxboxacc_n_images']}\nMaxBoxAcc: {summary['maxboxacc']:.2f}% "
+          f"(threshold {summary['maxboxacc_best_threshold']:.2f})\nMaxBoxAccV2: {summary['maxboxacc_v2']:.2f}% "
+          f"(IoU 0.3/0.5/0.7: {v2['30']:.2f}/{v2['50']:.2f}/{v2['70']:.2f})\n"
+          f"pointing game: {summary['pointing_game']:.3f}")
+    return float(summary["maxboxacc_v2"])
 
 
 def check_image_sizes(data: EvaluationSet) -> None:

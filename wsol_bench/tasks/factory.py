@@ -25,6 +25,7 @@ from wsol_bench.segmentation import BOX_EXTRACTORS, BoxExtractor
 SALIENCY_ENGINE_KEYS = ("batch_images", "cache", "cache_dir")
 CROP_KEYS = ("resize", "crop", "crops", "top_k")
 SEGMENTATION_ENGINE_KEYS = ("workers",)
+SCOREMAPS_DIR = "scoremaps"  # inside the run folder (run.save_maps=true)
 
 
 def section(cfg: DictConfig, key: str) -> dict[str, Any]:
@@ -127,6 +128,7 @@ def localisation_plan(cfg: DictConfig) -> LocalisationPlan:
         "figures": ("run.figures", run.get("figures", 8)),
         "progress": ("run.progress", run.get("progress", True)),
         "resume": ("run.resume", run.get("resume", False)),
+        "scoremaps_dir": ("run.save_maps", SCOREMAPS_DIR if run.get("save_maps", False) else None),
     }
     try:
         engine = make_params(EngineSettings, {k: v for k, (_, v) in settings.items()}, "")

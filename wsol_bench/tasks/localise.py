@@ -7,15 +7,17 @@ writes the same reports as a single-process run.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from omegaconf import DictConfig
 
+from wsol_bench.data.scoremaps import write_metadata
 from wsol_bench.data.sources import load_evaluation_set
 from wsol_bench.distributed import barrier, broadcast_object, init_distributed, shutdown_distributed
 from wsol_bench.models import build_classifier, resolve_device
 from wsol_bench.pipeline.engine import Pipeline, localise_dataset, merge_records
-from wsol_bench.pipeline.records import ImageRecord
+from wsol_bench.pipeline.records import OK, ImageRecord
 from wsol_bench.pipeline.store import prepare_records_dir
 from wsol_bench.reports.localisation_report import write_localisation_report
 from wsol_bench.reports.run_figures import cached_maps, write_run_figures
@@ -45,19 +47,26 @@ def run(cfg: DictConfig) -> float | None:
         pipeline = Pipeline(classifier, plan.method, plan.crops, plan.extractor, plan.evaluators)
         records_dir = out / "records"
         kept: dict[str, SaliencyResult] = {}  # maps of this process's first images, for the figures
-        identity = {**pipeline.identity(), "data": data.identity, "batch_images": plan.engine.batch_images}
+        engine = plan.engine
+        if engine.scoremaps_dir:  # run.save_maps: inside this run's folder
+            engine = replace(engine, scoremaps_dir=str(out / engine.scoremaps_dir))
+        identity = {**pipeline.identity(), "data": data.identity, "batch_images": engine.batch_images}
         if info.is_main:
-            prepare_records_dir(records_dir, identity, plan.engine.resume)
+            prepare_records_dir(records_dir, identity, engine.resume)
         barrier(info)  # no rank starts before rank 0 has checked the folder
         counters = localise_dataset(
-            data, pipeline, plan.engine, records_dir, info,
+            data, pipeline, engine, records_dir, info,
             on_batch=lambda records, maps: kept.update({r.image_id: maps[r.index] for r in records if r.index in maps}),
         )
         log.info("rank %d: %s", info.rank, counters)
         barrier(info)
         if not info.is_main:
             return None
-        records = merge_records(records_dir, data, plan.engine.batch_images)
+        records = merge_records(records_dir, data, engine.batch_images)
+        if engine.scoremaps_dir:
+            localised = [r for r in records if r.status == OK]
+            write_metadata(engine.scoremaps_dir, {r.image_id: data.ground_truth[r.image_id] for r in localised},
+                           {r.image_id: (r.height, r.width) for r in localised}, data.synsets)
         description = {
             "data": data.spec.name,
             "model": classifier.name,
