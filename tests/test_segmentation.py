@@ -438,3 +438,25 @@ def test_tuned_defaults_find_the_synthetic_object(seed: int) -> None:
     assert loc.fallback is None
     assert_valid(loc, *saliency.shape)
     assert iou(loc.box, truth) > 0.85
+
+
+def test_graphcut_reestimation_refits_the_colour_models_on_the_cut(monkeypatch) -> None:
+    image, saliency, truth = synthetic_scene(seed=2)
+    fitted: list[tuple[int, int]] = []  # (role, number of pixels the model was fitted to)
+    original = GraphCut._fit
+
+    def spy(self, colours, pixels, role):
+        fitted.append((role, int(pixels.sum())))
+        return original(self, colours, pixels, role)
+
+    monkeypatch.setattr(GraphCut, "_fit", spy)
+    once = localise("graphcut", image, saliency)
+    assert [r for r, _ in fitted] == [0, 1]
+    seeds = fitted[:]
+    fitted.clear()
+    again = localise("graphcut", image, saliency, reestimate=2)
+    assert [r for r, _ in fitted] == [0, 1] * 3 and fitted[:2] == seeds  # first from the seeds, then twice more
+    work = np.ones(again.seeds[0].shape, bool)
+    assert fitted[2][1] + fitted[3][1] == work.sum()  # refitted on the cut: object + background = every pixel
+    assert fitted[2][1] > seeds[0][1]  # the object model now sees the whole object, not its seeds only
+    assert iou(again.box, truth) > 0.9 and iou(once.box, truth) > 0.9

@@ -18,7 +18,10 @@ Per class map (in the working frame, see :mod:`~wsol_bench.segmentation.componen
    are hard; Boykov & Jolly's are): seed pixels get a terminal capacity ``K = 1 +`` the
    largest sum of pairwise weights at any pixel, so no cut can relabel them. With
    ``hard_seeds=false`` the seeds only train the colour models;
-5. min-cut with PyMaxflow (source = object); the object mask is the largest 8-connected
+5. min-cut with PyMaxflow (source = object); with ``reestimate = n > 0`` the colour models
+   are then refitted to the object and background pixels of the cut and the cut is redone,
+   ``n`` times (GrabCut's iterated estimation, Rother et al. 2004; hard seeds stay hard);
+   the object mask is the largest 8-connected
    foreground component (``keep_components='all'``: every foreground pixel), its bounding
    box the result.
 
@@ -134,9 +137,11 @@ class GraphCut(SeededExtractor):
     max_fit_samples: int = MAX_FIT_SAMPLES  # seed pixels drawn per colour model
     em_max_iter: int = EM_MAX_ITER
     em_tol: float = EM_TOL
+    reestimate: int = 0  # GrabCut-style rounds: refit the colour models on the cut's labels, cut again
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        require(self.reestimate >= 0, "reestimate", self.reestimate, ">= 0")
         require(self.gmm_components >= 1, "gmm_components", self.gmm_components, ">= 1")
         require(self.pairwise_weight >= 0, "pairwise_weight", self.pairwise_weight, ">= 0")
         require(self.max_fit_samples >= 1, "max_fit_samples", self.max_fit_samples, ">= 1")
@@ -183,12 +188,17 @@ class GraphCut(SeededExtractor):
         fg, bg = seed_masks(sal, self.fg_quantile, self.bg_quantile)
         if min(int(fg.sum()), int(bg.sum())) < self.gmm_components:
             return fallback_localisation(prepared.input_size, TOO_FEW_SEEDS)
-        fg_model = self._fit(prepared.colours, fg, 0)
-        bg_model = self._fit(prepared.colours, bg, 1)
-        ll_fg, ll_bg = log_likelihoods(prepared.features, [fg_model, bg_model])
-        preference = (ll_fg - ll_bg).reshape(prepared.work_size)
         seeds = (fg, bg) if self.hard_seeds else None
-        result = mask_localisation(min_cut(prepared, preference, seeds), prepared.input_size, self.keep_components)
+        object_pixels, background_pixels = fg, bg
+        for _ in range(1 + self.reestimate):
+            fg_model = self._fit(prepared.colours, object_pixels, 0)
+            bg_model = self._fit(prepared.colours, background_pixels, 1)
+            ll_fg, ll_bg = log_likelihoods(prepared.features, [fg_model, bg_model])
+            mask = min_cut(prepared, (ll_fg - ll_bg).reshape(prepared.work_size), seeds)
+            if min(int(mask.sum()), int((~mask).sum())) < self.gmm_components:
+                break  # nothing left to re-estimate a model from
+            object_pixels, background_pixels = mask, ~mask
+        result = mask_localisation(mask, prepared.input_size, self.keep_components)
         result.seeds = (fg, bg)
         return result
 
