@@ -74,6 +74,7 @@ class RunConfig:
     resume: bool = False
     figures: int = 8  # figures for the first N images
     progress: bool = True
+    processes: str = "auto"  # auto (every core, or every GPU) | N ranks (wsol_bench.pipeline.launch)
 
 
 @dataclass
