@@ -4,9 +4,7 @@ untouched, only unambiguous conv -> BatchNorm pairs folded, fold off = today's m
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +13,7 @@ from torch import nn
 
 from tests.helpers import run_cli
 from wsol_bench.frames import resize_shorter_side
-from wsol_bench.models import Classifier, ModelSpec, build_classifier, wrap_module
+from wsol_bench.models import ModelSpec, build_classifier, wrap_module
 from wsol_bench.models.batchnorm import FoldedNormAct, find_conv_bn_pairs, fold_batchnorm
 from wsol_bench.saliency import CropSettings, image_saliency
 from wsol_bench.saliency.gradient import Gradient

@@ -25,8 +25,7 @@ Failure handling: a child asks Linux to kill it when its parent dies
 Python, so it can notice a child that dies while starting) until every child is about to
 join; when a child exits with an error later, rank 0 is interrupted (or its collective
 fails), the other children are terminated and the run fails with the child's last output
-lines in the error. The children's temporary Hydra folders are removed even when they
-were killed.
+lines in the error. A child writes no Hydra folder of its own (see :func:`child_command`).
 """
 
 from __future__ import annotations
@@ -37,12 +36,10 @@ import ctypes
 import logging
 import os
 import select
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import _thread
@@ -132,19 +129,30 @@ def segmentation_workers_for(device_spec: str, processes: int | None) -> int:
 
 def child_command() -> list[str] | None:
     """``python -m wsol_bench`` with this Hydra job's task overrides (and config name or
-    folder when given); None outside a Hydra app."""
+    folder when given); None outside a Hydra app. The child's Hydra run folder is this
+    job's (it exists already) and it writes neither ``.hydra`` files nor a log file there:
+    its log lines go to its output, which rank 0 forwards. So a rank leaves no folder of
+    its own behind, even when it is killed."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
         return None
     hc = HydraConfig.get()
-    cmd = [sys.executable, "-m", "wsol_bench", *hc.overrides.task]
+    cmd = [sys.executable, "-m", "wsol_bench", *hc.overrides.task,
+           f"hydra.run.dir={_quoted(hc.runtime.output_dir)}", "hydra.output_subdir=null", "hydra/job_logging=stdout"]
     if hc.job.config_name and hc.job.config_name != "config":
         cmd.append(f"--config-name={hc.job.config_name}")
     for source in hc.runtime.config_sources:
         if source.provider == "command-line" and source.schema == "file":
             cmd.append(f"--config-dir={source.path}")
     return cmd
+
+
+def _quoted(value: str) -> str:
+    """A Hydra override value: as is when plain, else single-quoted with escapes."""
+    if all(c.isalnum() or c in "_-./:+~" for c in value):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _free_port() -> int:
@@ -296,7 +304,7 @@ class _Ranks:
         return f"rank {rank} of {self.world} (started by run.processes) exited with code {code}; its last output:\n{tail}"
 
     def stop(self) -> None:
-        """Terminate the children still running (SIGTERM, then SIGKILL) and remove their Hydra folders."""
+        """Terminate the children still running (SIGTERM, then SIGKILL)."""
         for child in self.children:
             if child.poll() is None:
                 child.terminate()
@@ -307,13 +315,6 @@ class _Ranks:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
-        self.remove_rank_folders()
-
-    def remove_rank_folders(self) -> None:
-        from wsol_bench.config import RANK_DIR_PREFIX
-
-        for rank, child in enumerate(self.children, start=1):
-            shutil.rmtree(Path(tempfile.gettempdir()) / f"{RANK_DIR_PREFIX}{rank}_{child.pid}", ignore_errors=True)
 
     def finish(self, timeout: float = 300.0) -> None:
         """Wait for the children after a successful rank 0; a child's error fails the run."""
