@@ -160,7 +160,7 @@ def fold_batchnorm(classifier: Classifier, input_size: int = 224, rtol: float = 
     module = classifier.module
     device = classifier.device
     generator = torch.Generator().manual_seed(0)
-    example = torch.rand((2, 3, input_size, input_size), generator=generator).to(device)
+    example = torch.rand((1, 3, input_size, input_size), generator=generator).to(device)
     example = classifier.normalise(example)
     try:
         folded, count = fold_module(module, example)

@@ -335,6 +335,7 @@ def localise_dataset(
     workers = settings.loader_workers
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, num_workers=workers, collate_fn=collate_images,
+        pin_memory=pipeline.classifier.device.type == "cuda",  # page-locked images: asynchronous copies
         multiprocessing_context="spawn" if workers else None, persistent_workers=False,
         worker_init_fn=die_with_parent if workers else None,
     )

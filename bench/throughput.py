@@ -1,0 +1,130 @@
+"""Benchmark: images per second of whole localisation runs on the CPU, side by side.
+
+The same images (the first ``--images`` of ``../shared/ilsvrc_val_sample``, or the demo
+set with ``--demo``), saliency cache off, default GraphCut, one after the other:
+
+* ``before``: the previous single-process default, reproduced with overrides
+  (``saliency.batch_images=4 saliency.fold_batchnorm=false run.processes=1``; torch's own
+  thread count, i.e. every core, in one process);
+* ``default``: ``python -m wsol_bench`` as shipped (``run.processes=auto``: one
+  single-threaded rank per core; BatchNorm folded; one image per saliency call);
+* ``torchrun``: the shipped settings under ``torchrun --nproc_per_node=<cores>``;
+* ``1 thread``: the shipped settings in one process with one torch thread
+  (``OMP_NUM_THREADS=1 run.processes=1``): the reference for identical predictions;
+* ``overlap``: the alternative to ranks: one process, ``cores - 1`` torch threads for
+  saliency, GraphCut in ``segmentation.workers=1`` worker process beside it.
+
+Wall-clock seconds include start-up (imports, model load, starting ranks), as a user sees
+them. Peak memory: every Python process of a run (ranks, torchrun's agent, DataLoader and
+segmentation workers) writes its own ``ru_maxrss`` when it exits, through a
+``sitecustomize`` module put on ``PYTHONPATH`` for these runs only.
+
+    python bench/throughput.py [--images 16] [--skip overlap ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+SITECUSTOMIZE = '''
+import atexit, json, os, resource, sys
+
+def _wsol_bench_record_rss():
+    try:
+        cmdline = open("/proc/self/cmdline", "rb").read().replace(b"\\0", b" ").decode(errors="replace")
+        if "--multiprocessing-fork" in cmdline or "spawn_main" in cmdline:
+            role = "worker"
+        elif "torch.distributed.run" in cmdline:
+            role = "torchrun agent"
+        else:
+            role = "rank " + os.environ.get("RANK", "0")
+        with open(os.environ["WSOL_BENCH_RSS_LOG"], "a") as f:
+            f.write(json.dumps({"pid": os.getpid(), "role": role,
+                                "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}) + "\\n")
+    except Exception:
+        pass
+
+if os.environ.get("WSOL_BENCH_RSS_LOG"):
+    atexit.register(_wsol_bench_record_rss)
+'''
+
+
+def run(name: str, cmd: list[str], env: dict[str, str], tmp: Path) -> dict:
+    log = tmp / f"{name}.rss.jsonl"
+    full_env = {**os.environ, **env, "WSOL_BENCH_RSS_LOG": str(log),
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp / "site"), os.environ.get("PYTHONPATH")]))}
+    start = time.perf_counter()
+    done = subprocess.run(cmd, cwd=REPO, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{name} failed:\n{done.stdout[-4000:]}")
+    rss = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return {"seconds": seconds, "rss": rss}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=16)
+    parser.add_argument("--demo", action="store_true", help="the embedded demo set instead of the shared sample")
+    parser.add_argument("--skip", nargs="*", default=[], choices=("before", "torchrun", "1 thread", "overlap"))
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
+    args = parser.parse_args()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    data = ["dataset=demo"] if args.demo else ["dataset=shared_sample"]
+    common = [*data, f"dataset.limit={args.images}", "saliency.cache=false", "run.progress=false", "run.figures=0",
+              *args.overrides]
+    wsol = [sys.executable, "-m", "wsol_bench"]
+    runs = {
+        "before": (wsol + common + ["saliency.batch_images=4", "saliency.fold_batchnorm=false", "run.processes=1"], {}),
+        "default": (wsol + common, {}),
+        "torchrun": ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={cores}",
+                      "-m", "wsol_bench", *common], {}),
+        "1 thread": (wsol + common + ["run.processes=1"], {"OMP_NUM_THREADS": "1"}),
+        "overlap": (wsol + common + ["run.processes=1", "segmentation.workers=1"],
+                    {"OMP_NUM_THREADS": str(max(1, cores - 1))}),
+    }
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        (tmp / "site").mkdir()
+        (tmp / "site" / "sitecustomize.py").write_text(SITECUSTOMIZE)
+        for name, (cmd, env) in runs.items():
+            if name in args.skip:
+                continue
+            results[name] = run(name, cmd + [f"hydra.run.dir={tmp / name.replace(' ', '_')}"], env, tmp)
+            out = tmp / name.replace(" ", "_")
+            results[name]["predictions"] = (out / "predictions.csv").read_bytes()
+            metrics = json.loads((out / "metrics.json").read_text())
+            results[name]["stages"] = metrics.get("seconds_per_image", {})
+            results[name]["world_size"] = metrics.get("world_size")
+            print(f"... {name}: {results[name]['seconds']:.1f} s", file=sys.stderr, flush=True)
+    n = args.images
+    print(f"{n} images ({'demo' if args.demo else 'shared sample'}), {cores} usable cores, saliency cache off, "
+          f"extra overrides: {args.overrides}; wall clock including start-up")
+    base = results.get("before", {}).get("seconds")
+    for name, r in results.items():
+        stages = ", ".join(f"{k} {v:.2f}" for k, v in r["stages"].items())
+        ratio = f"{base / r['seconds']:5.2f}x before" if base else ""
+        print(f"{name:9s} {r['seconds']:7.1f} s  {n / r['seconds']:.3f} images/s  {ratio}  "
+              f"(world size {r['world_size']}; s/image per rank: {stages})")
+    reference = results.get("1 thread", {}).get("predictions")
+    for name in ("default", "torchrun", "overlap"):
+        if reference is not None and name in results:
+            print(f"predictions of {name} identical to 1 thread, same settings: {results[name]['predictions'] == reference}")
+    for name, r in results.items():
+        procs = sorted(r["rss"], key=lambda p: (p["role"], p["pid"]))
+        shown = ", ".join(f"{p['role']} {p['maxrss_kib'] / 1024:.0f}" for p in procs)
+        print(f"peak RSS MiB, {name}: {shown}")
+
+
+if __name__ == "__main__":
+    main()
