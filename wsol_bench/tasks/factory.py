@@ -17,7 +17,7 @@ from wsol_bench.data.sources import PATH_KEYS, DatasetSpec
 from wsol_bench.metrics import METRICS, Evaluator
 from wsol_bench.models import ModelSpec
 from wsol_bench.pipeline.engine import EngineSettings
-from wsol_bench.pipeline.launch import parse_processes, segmentation_workers_for
+from wsol_bench.pipeline.launch import loader_workers_for, parse_processes, segmentation_workers_for
 from wsol_bench.registry import make_params
 from wsol_bench.saliency import SALIENCY_METHODS, CropSettings, SaliencyMethod
 from wsol_bench.segmentation import BOX_EXTRACTORS, BoxExtractor
@@ -125,14 +125,16 @@ def localisation_plan(cfg: DictConfig) -> LocalisationPlan:
     fold = sal_engine.get("fold_batchnorm", True)
     if not isinstance(fold, bool):
         raise ValueError(f"saliency.fold_batchnorm={fold!r}: must be true or false")
+    device = section(cfg, "model").get("device", "auto")
     workers = seg_engine.get("workers", 0)
     if str(workers).lower() == "auto":
-        workers = segmentation_workers_for(section(cfg, "model").get("device", "auto"), processes)
+        workers = segmentation_workers_for(device, processes)
+    loaders = section(cfg, "dataset").get("num_workers")
     settings = {  # engine field -> (config key, value)
         "batch_images": ("saliency.batch_images", sal_engine.get("batch_images", 1)),
         "cache_dir": ("saliency.cache_dir", sal_engine.get("cache_dir") if sal_engine.get("cache", True) else None),
         "segmentation_workers": ("segmentation.workers", workers),
-        "loader_workers": ("dataset.num_workers", section(cfg, "dataset").get("num_workers", 2)),
+        "loader_workers": ("dataset.num_workers", loaders if loaders is not None else loader_workers_for(device)),
         "figures": ("run.figures", run.get("figures", 8)),
         "progress": ("run.progress", run.get("progress", True)),
         "resume": ("run.resume", run.get("resume", False)),
