@@ -4,8 +4,9 @@ The same images (the first ``--images`` of ``../shared/ilsvrc_val_sample``, or t
 set with ``--demo``), saliency cache off, default GraphCut, one after the other:
 
 * ``before``: the previous single-process default, reproduced with overrides
-  (``saliency.batch_images=4 saliency.fold_batchnorm=false run.processes=1``; torch's own
-  thread count, i.e. every core, in one process);
+  (``saliency.batch_images=4 saliency.fold_batchnorm=false run.processes=1
+  dataset.num_workers=2 segmentation.workers=0``; torch's own thread count, i.e. every
+  core, in one process);
 * ``default``: ``python -m wsol_bench`` as shipped (``run.processes=auto``: one
   single-threaded rank per core; BatchNorm folded; one image per saliency call);
 * ``torchrun``: the shipped settings under ``torchrun --nproc_per_node=<cores>``;
@@ -92,7 +93,8 @@ def main() -> None:
               *args.overrides]
     wsol = [sys.executable, "-m", "wsol_bench"]
     runs = {
-        "before": (wsol + common + ["saliency.batch_images=4", "saliency.fold_batchnorm=false", "run.processes=1"], {}),
+        "before": (wsol + common + ["saliency.batch_images=4", "saliency.fold_batchnorm=false", "run.processes=1",
+                                    "dataset.num_workers=2", "segmentation.workers=0"], {}),
         "default": (wsol + common, {}),
         "torchrun": ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={cores}",
                       "-m", "wsol_bench", *common], {}),
