@@ -16,8 +16,6 @@ from omegaconf import DictConfig
 from wsol_bench.data.images import read_rgb
 from wsol_bench.data.sources import EvaluationSet, load_evaluation_set
 from wsol_bench.distributed import barrier, broadcast_object, env_ranks, init_distributed, shutdown_distributed
-from wsol_bench.figures.localisation import save_localisation_figure
-from wsol_bench.figures.saliency import save_saliency_figure
 from wsol_bench.models import build_classifier, resolve_device
 from wsol_bench.models.batchnorm import fold_batchnorm
 from wsol_bench.pipeline.engine import BatchArtefacts, Pipeline, global_batches, localise_dataset, merge_records
@@ -93,6 +91,11 @@ def _localise(plan: LocalisationPlan, device: torch.device, data: EvaluationSet 
 def _save_figures(
     directory: Path, records: list[ImageRecord], artefacts: dict[int, BatchArtefacts], data: EvaluationSet
 ) -> None:
+    if not artefacts:
+        return
+    from wsol_bench.figures.localisation import save_localisation_figure  # matplotlib: 0.5 s of every rank's start
+    from wsol_bench.figures.saliency import save_saliency_figure
+
     for record in records:
         art = artefacts.get(record.index)
         if art is None:
