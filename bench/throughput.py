@@ -17,12 +17,14 @@ set with ``--demo``), saliency cache off, default GraphCut, one after the other:
 
 Wall-clock seconds include start-up (imports, model load, starting ranks), as a user sees
 them; with ``--rounds N`` the runs alternate N times and the fastest of each counts.
-Peak memory: every Python process of a run (ranks, torchrun's agent, DataLoader and
-segmentation workers) writes its own peak when it exits, through a ``sitecustomize``
-module put on ``PYTHONPATH`` for these runs only: ``VmHWM`` (the peak resident set of the
-process itself) and ``ru_maxrss`` (the same, except that a process started by fork+exec
+Peak memory of every Python process of a run (ranks, torchrun's agent, DataLoader and
+segmentation workers): ``VmHWM`` (the peak resident set of the process itself), read
+from ``/proc`` while the run goes and written by each process at exit through a
+``sitecustomize`` module put on ``PYTHONPATH`` for these runs only; in brackets its
+``ru_maxrss`` at exit (the same figure, except that a process started by fork+exec
 inherits its parent's resident size at the fork as a floor, so a small worker reports at
-least its parent's size).
+least its parent's size; ``-`` for a rank started by ``run.processes``, which ends with
+``os._exit`` and so writes nothing at exit).
 
     python bench/throughput.py [--images 16] [--rounds 2] [--skip overlap ...]
 """
@@ -66,16 +68,75 @@ if os.environ.get("WSOL_BENCH_RSS_LOG"):
 '''
 
 
+def _descendants(root: int) -> list[int]:
+    """Pids of every process under ``root`` (from ``/proc``)."""
+    parent_of = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent_of[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    found, frontier = [], [root]
+    while frontier:
+        pid = frontier.pop()
+        children = [p for p, q in parent_of.items() if q == pid]
+        found += children
+        frontier += children
+    return found
+
+
+def _role_and_peak(pid: int) -> tuple[str, int] | None:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    env = {}
+    try:
+        env = dict(item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_bytes().decode(
+            errors="replace").split("\0") if "=" in item)
+    except OSError:
+        pass
+    if "python" not in cmdline:
+        return None
+    if "resource_tracker" in cmdline:
+        role = "resource tracker"
+    elif "--multiprocessing-fork" in cmdline or "spawn_main" in cmdline:
+        role = "worker"
+    elif "torch.distributed.run" in cmdline:
+        role = "torchrun agent"
+    else:
+        role = "rank " + env.get("RANK", "0")
+    peak = [int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")]
+    return (role, peak[0]) if peak else None
+
+
 def run(name: str, cmd: list[str], env: dict[str, str], tmp: Path) -> dict:
+    """Run ``cmd``; its wall time and the peak memory of each of its Python processes: read
+    from ``/proc/PID/status`` every 0.25 s while it runs (VmHWM only grows, so the last
+    reading is the peak unless it came in the last 0.25 s; a rank that ends with
+    ``os._exit`` writes nothing at exit), and at exit by the ``sitecustomize`` hook."""
     log = tmp / f"{name}.rss.jsonl"
     full_env = {**os.environ, **env, "WSOL_BENCH_RSS_LOG": str(log),
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp / "site"), os.environ.get("PYTHONPATH")]))}
+    peaks: dict[int, tuple[str, int, int]] = {}  # pid -> role, VmHWM KiB, ru_maxrss KiB (0: not recorded)
     start = time.perf_counter()
-    done = subprocess.run(cmd, cwd=REPO, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with open(tmp / f"{name}.out", "w") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=out, stderr=subprocess.STDOUT)
+        while proc.poll() is None:
+            for pid in [proc.pid, *_descendants(proc.pid)]:
+                seen = _role_and_peak(pid)
+                if seen is not None:
+                    peaks[pid] = (seen[0], max(seen[1], peaks.get(pid, ("", 0, 0))[1]), 0)
+            time.sleep(0.25)
     seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"{name} failed:\n{done.stdout[-4000:]}")
-    rss = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    if proc.returncode != 0:
+        raise SystemExit(f"{name} failed:\n{(tmp / f'{name}.out').read_text()[-4000:]}")
+    for line in log.read_text().splitlines() if log.exists() else []:
+        p = json.loads(line)
+        role, hwm, _ = peaks.get(p["pid"], (p["role"], 0, 0))
+        peaks[p["pid"]] = (p["role"], max(hwm, p["hwm_kib"] or 0), p["maxrss_kib"])
+    rss = [{"pid": pid, "role": role, "hwm_kib": hwm, "maxrss_kib": maxrss} for pid, (role, hwm, maxrss) in peaks.items()]
     return {"seconds": seconds, "rss": rss}
 
 
@@ -139,7 +200,8 @@ def main() -> None:
             print(f"predictions of {name} identical to 1 thread, same settings: {results[name]['predictions'] == reference}")
     for name, r in results.items():
         procs = sorted(r["rss"], key=lambda p: (p["role"], p["pid"]))
-        shown = ", ".join(f"{p['role']} {p['hwm_kib'] / 1024:.0f} ({p['maxrss_kib'] / 1024:.0f})" for p in procs)
+        shown = ", ".join(f"{p['role']} {p['hwm_kib'] / 1024:.0f} ({p['maxrss_kib'] / 1024:.0f})"
+                          if p["maxrss_kib"] else f"{p['role']} {p['hwm_kib'] / 1024:.0f} (-)" for p in procs)
         print(f"peak RSS MiB, VmHWM (ru_maxrss), {name}: {shown}")
 
 
