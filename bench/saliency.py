@@ -15,7 +15,9 @@ fastest run of each counted:
 * ``folded``: the same with every BatchNorm folded into its convolution
   (:func:`wsol_bench.models.batchnorm.fold_batchnorm`); with the shipped settings
   (``conf/saliency/_crops.yaml``) this is the default;
-* with ``--sweep 1 2 4``: ``folded`` at those ``batch_images`` as well (time and memory).
+* with ``--sweep 1 2 4``: ``folded`` at those ``batch_images`` as well (time and memory);
+* with ``--channels-last-weights``: ``folded`` with the weights stored channels-last too
+  (the input is channels-last on the CPU in every run but ``captum``).
 
 Printed: wall and CPU seconds per image, the speed-up over ``captum``, the peak resident
 memory of the worker (``ru_maxrss``: Python, torch, the model and the graph), and each
@@ -105,8 +107,8 @@ def worker(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     names, images = load_images(args.images, args.max_images, 256)
     classifier = build_classifier(ModelSpec(device="cpu"))
-    if args.worker == "folded":
-        classifier = fold_batchnorm(classifier)
+    if args.worker in ("folded", "folded_cl"):
+        classifier = fold_batchnorm(classifier, channels_last=args.worker == "folded_cl")
     settings = CropSettings(crops=args.crops, top_k=args.top_k)
     rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
@@ -117,7 +119,7 @@ def worker(args: argparse.Namespace) -> None:
             return [captum_image_saliency(classifier, im, settings) for im in batch]
         return [(r.classes, r.maps) for r in image_saliency(Gradient(), classifier, batch, settings)]
 
-    step = args.batch_images if args.worker in ("exact", "folded") else 1
+    step = args.batch_images if args.worker in ("exact", "folded", "folded_cl") else 1
     run(images[:1])  # warm-up: allocator, oneDNN primitives
     results, start, cpu = [], time.perf_counter(), time.process_time()
     for i in range(0, len(images), step):
@@ -156,8 +158,9 @@ def main() -> None:
     parser.add_argument("--batch-images", type=int, default=None,
                         help="images per call of exact/folded (default: the shipped saliency.batch_images)")
     parser.add_argument("--sweep", type=int, nargs="*", default=[], help="also folded at these batch_images")
-    parser.add_argument("--skip-naive", action="store_true", help="compare with exact instead (faster)")
-    parser.add_argument("--worker", choices=("naive", "captum", "exact", "folded"), help=argparse.SUPPRESS)
+    parser.add_argument("--skip-naive", action="store_true", help="compare with captum instead (faster)")
+    parser.add_argument("--channels-last-weights", action="store_true", help="also folded with channels-last weights")
+    parser.add_argument("--worker", choices=("naive", "captum", "exact", "folded", "folded_cl"), help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.batch_images is None:
@@ -170,6 +173,8 @@ def main() -> None:
         ("captum", "captum", 1), (f"exact   b={args.batch_images}", "exact", args.batch_images),
         (f"folded  b={args.batch_images}", "folded", args.batch_images)]
     runs += [(f"folded  b={b}", "folded", b) for b in args.sweep if b != args.batch_images]
+    if args.channels_last_weights:
+        runs.append((f"fold+cl b={args.batch_images}", "folded_cl", args.batch_images))
     stats: dict[str, dict] = {}
     maps: dict[str, dict[str, np.ndarray]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -187,7 +192,7 @@ def main() -> None:
                     maps[label] = {k: f[k] for k in f.files}
     first = next(iter(stats.values()))
     count = first["images"]
-    reference = "naive" if "naive" in maps else runs[1][0]
+    reference = "naive" if "naive" in maps else runs[0][0]
     print(f"efficientnet_lite0 on the CPU, {first['threads']} torch thread(s); {count} images "
           f"({', '.join(first['names'])}); crops={args.crops} top_k={args.top_k}; "
           f"fastest of {args.rounds} alternating runs each; shipped saliency.batch_images={shipped_batch_images()}")
