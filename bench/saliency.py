@@ -1,33 +1,32 @@
-"""Benchmark: batched image saliency vs the naive loop, EfficientNet-Lite0 on the CPU.
+"""Benchmark: seconds per image of image saliency (10 crops, top-5), EfficientNet-Lite0, CPU.
 
-Real photographs (``skimage.data``: coffee, chelsea, astronaut, rocket, the left view of
-stereo_motorcycle; plus ``--images DIR`` JPEGs, e.g. ``/work/shared/ilsvrc_val_sample/images``)
-are resized to shorter side 256. Each implementation runs in its own worker process
-(same model, same threads) after one untimed warm-up call:
+Side by side in one run, each implementation in its own worker process (same images, same
+torch threads, one untimed warm-up image first), alternated over ``--rounds`` rounds, the
+fastest run of each counted:
 
-* ``batched``: :func:`wsol_bench.saliency.gradient.image_saliency`, ``--batch-images``
-  images per call (one forward of all their crops, one backward per class rank);
-* ``naive``: :func:`wsol_bench.saliency.gradient.naive_image_saliency` (one forward per
-  crop for the scores, then one forward+backward per class per crop).
+* ``naive``: one forward pass per crop for the scores, then one forward and one backward
+  pass per class per crop (``tests/reference_saliency.py``);
+* ``captum``: what a captum user writes: for each class, ``Saliency(model).attribute(crops,
+  target=c)`` on the image's 10-crop batch (a forward and a backward per class), then
+  ``max`` over colour channels;
+* ``exact``: the paper's gradient as the engine runs it (one forward pass of all the crops
+  of ``batch_images`` images, one backward pass per class rank from that graph), the model
+  unfolded;
+* ``folded``: the same with every BatchNorm folded into its convolution
+  (:func:`wsol_bench.models.batchnorm.fold_batchnorm`); with the shipped settings
+  (``conf/saliency/_crops.yaml``) this is the default;
+* with ``--sweep 1 2 4``: ``folded`` at those ``batch_images`` as well (time and memory);
+* with ``--channels-last-weights``: ``folded`` with the weights stored channels-last too
+  (the input is channels-last on the CPU in every run but ``captum``).
 
-Printed: seconds per image of each (wall and CPU time), the speed-up, the max and mean abs
-difference between the maps (with the max map value for scale, and the share of pixels off
-by more than 1e-3 of their map's maximum: float32 rounding flips a few ReLU6 units near
-their thresholds; a float64 reference differs from *both* float32 results by as much),
-whether the classes agree, and peak memory = the worker's
-``resource.getrusage(RUSAGE_SELF).ru_maxrss`` (peak resident set size of the whole
-process: Python, torch, the model, activations), also after loading, before any saliency.
+Printed: wall and CPU seconds per image, the speed-up over ``captum``, the peak resident
+memory of the worker (``ru_maxrss``: Python, torch, the model and the graph), and each
+implementation's largest map difference from ``naive`` (relative to the map's maximum,
+with the share of pixels off by more than 0.1% and 1% of it), and whether the classes
+agree.
 
-Expect about 2x, not more, on a CPU: per crop the naive loop costs ``F + K (F + B)`` and
-the batched one ``F' + K B'`` (F/B: forward/input-gradient backward, about equal; primes:
-per crop at batch size), i.e. ``(1 + 2K) / (1 + K)`` = 1.8x for K = 5 times what batching
-gains per crop, which on a CPU is little. With 2 threads on a machine that other jobs
-keep busy, the naive loop's many tiny ops stall on thread barriers and its time balloons;
-``--threads 1`` gives the fair comparison there. ``--malloc heap`` removes the page faults
-of the batched run's large (> 32 MiB) blocks (see ``use_heap_for_large_allocations``).
-
-    .venv/bin/python bench/saliency.py [--images DIR --max-images 8] [--batch-images 4] [--threads 1]
-        [--malloc heap]
+    python bench/saliency.py [--images /work/shared/ilsvrc_val_sample/images] [--max-images 4]
+        [--threads 1] [--rounds 2] [--sweep 1 2 4]
 """
 
 from __future__ import annotations
@@ -43,127 +42,169 @@ from pathlib import Path
 
 import numpy as np
 
-SKIMAGE_NAMES = ("coffee", "chelsea", "astronaut", "rocket", "stereo_motorcycle")
+REPO = Path(__file__).resolve().parent.parent
+SHARED_IMAGES = REPO.parent / "shared" / "ilsvrc_val_sample" / "images"
+SKIMAGE_NAMES = ("coffee", "chelsea", "astronaut", "rocket")
 
 
-def load_images(extra_dir: str | None, max_images: int, resize: int) -> tuple[list[str], list[np.ndarray]]:
-    """Names and resized ``H x W x 3`` uint8 RGB images (skimage photos, then ``extra_dir``'s JPEGs)."""
-    from PIL import Image
+def shipped_batch_images() -> int:
+    from omegaconf import OmegaConf
+
+    return int(OmegaConf.load(REPO / "conf" / "saliency" / "_crops.yaml").batch_images)
+
+
+def load_images(folder: str | None, max_images: int, resize: int) -> tuple[list[str], list[np.ndarray]]:
+    """The first ``max_images`` JPEGs of ``folder`` (else scikit-image photographs), resized."""
+    from wsol_bench.data.images import read_rgb
+    from wsol_bench.frames import resize_shorter_side
+
+    if folder:
+        paths = sorted(Path(folder).glob("*.JPEG"))[:max_images]
+        return [p.name for p in paths], [resize_shorter_side(read_rgb(p), resize) for p in paths]
     from skimage import data
 
-    from wsol_bench.saliency.crops import resize_shorter_side
+    names = list(SKIMAGE_NAMES[:max_images])
+    return names, [resize_shorter_side(getattr(data, n)(), resize) for n in names]
 
-    names, images = [], []
-    for name in SKIMAGE_NAMES:
-        im = getattr(data, name)()
-        if isinstance(im, tuple):  # stereo_motorcycle: (left, right, disparity)
-            im = im[0]
-        names.append(name)
-        images.append(resize_shorter_side(im, resize))
-    if extra_dir:
-        for p in sorted(Path(extra_dir).glob("*.JPEG")) + sorted(Path(extra_dir).glob("*.jpg")):
-            with Image.open(p) as f:
-                names.append(p.name)
-                images.append(resize_shorter_side(np.asarray(f.convert("RGB")), resize))
-    return names[:max_images], images[:max_images]
+
+def captum_image_saliency(classifier, image: np.ndarray, settings) -> tuple[np.ndarray, np.ndarray]:
+    """Per class, captum's ``Saliency`` on the image's crop batch; the crop maps pasted as the engine does."""
+    import torch
+    from captum.attr import Saliency
+
+    from wsol_bench.saliency import crop_windows, paste_maps, select_classes
+    from wsol_bench.saliency.crops import crop_tensors
+    from wsol_bench.saliency.image_saliency import image_tensor
+
+    class Logits(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return classifier.logits(x)
+
+    windows = crop_windows(image.shape[0], image.shape[1], settings.crop, settings.crops)
+    crops = torch.stack(crop_tensors(image_tensor(image, classifier.device), windows))
+    with torch.no_grad():
+        mean_logits = classifier.logits(crops).mean(dim=0).numpy()
+    classes = select_classes(mean_logits, settings.top_k, None)
+    saliency = Saliency(Logits())
+    maps = np.stack([saliency.attribute(crops, target=int(c), abs=True).amax(dim=1).numpy() for c in classes])
+    return classes, paste_maps(maps, windows, image.shape[:2])
 
 
 def worker(args: argparse.Namespace) -> None:
-    """Run one implementation; write its maps to ``args.out`` and print one JSON line."""
+    """Run one implementation; save its maps to ``args.out``; print one JSON line."""
+    import warnings
+
     import torch
 
-    from wsol_bench.config import ModelConfig
-    from wsol_bench.models import build_classifier
-    from wsol_bench.saliency.gradient import image_saliency, naive_image_saliency, use_heap_for_large_allocations
+    warnings.filterwarnings("ignore", message="Input Tensor 0 did not already require gradients")
+    sys.path.insert(0, str(REPO))
+    from tests.reference_saliency import naive_image_saliency
+    from wsol_bench.models import ModelSpec, build_classifier
+    from wsol_bench.models.batchnorm import fold_batchnorm
+    from wsol_bench.saliency import CropSettings, image_saliency
+    from wsol_bench.saliency.gradient import Gradient
 
-    if args.malloc == "heap" and not use_heap_for_large_allocations():
-        raise SystemExit("--malloc heap needs glibc")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    names, images = load_images(args.images, args.max_images, args.resize)
-    classifier = build_classifier(ModelConfig(name="efficientnet_lite0", device="cpu"))
-    kw = dict(crop=args.crop, crops=args.crops, top_k=args.top_k)
+    torch.set_num_threads(args.threads)
+    names, images = load_images(args.images, args.max_images, 256)
+    classifier = build_classifier(ModelSpec(device="cpu"))
+    if args.worker in ("folded", "folded_cl"):
+        classifier = fold_batchnorm(classifier, channels_last=args.worker == "folded_cl")
+    settings = CropSettings(crops=args.crops, top_k=args.top_k)
     rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    if args.worker == "batched":
-        def run(batch: list[np.ndarray]) -> list:
-            return image_saliency(classifier, batch, grad_mode=args.grad_mode, **kw)
-        step = args.batch_images
-    else:
-        def run(batch: list[np.ndarray]) -> list:
-            return naive_image_saliency(classifier, batch, **kw)
-        step = 1
-    run([images[0]][:1])  # warm-up (allocator, oneDNN primitives)
+
+    def run(batch: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        if args.worker == "naive":
+            return [(r.classes, r.maps) for r in naive_image_saliency(Gradient(), classifier, batch, settings)]
+        if args.worker == "captum":
+            return [captum_image_saliency(classifier, im, settings) for im in batch]
+        return [(r.classes, r.maps) for r in image_saliency(Gradient(), classifier, batch, settings)]
+
+    step = args.batch_images if args.worker in ("exact", "folded", "folded_cl") else 1
+    run(images[:1])  # warm-up: allocator, oneDNN primitives
     results, start, cpu = [], time.perf_counter(), time.process_time()
     for i in range(0, len(images), step):
         results += run(images[i : i + step])
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    np.savez(args.out, **{f"maps{i}": r.maps for i, r in enumerate(results)},
-             **{f"classes{i}": r.classes for i, r in enumerate(results)})
+    np.savez(args.out, **{f"maps{i}": m for i, (_, m) in enumerate(results)},
+             **{f"classes{i}": c for i, (c, _) in enumerate(results)})
     print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "images": len(images), "names": names,
-                      "threads": torch.get_num_threads(), "rss_loaded_kib": rss_loaded, "rss_peak_kib": rss_peak}))
+                      "threads": torch.get_num_threads(), "rss_loaded_kib": rss_loaded,
+                      "rss_peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+
+
+def compare(maps: dict[str, np.ndarray], reference: dict[str, np.ndarray], count: int) -> str:
+    """Largest difference from the reference maps, relative to each map's maximum."""
+    worst, over_1e3, over_1e2, same = 0.0, [], [], True
+    for i in range(count):
+        a, b = maps[f"maps{i}"], reference[f"maps{i}"]
+        same &= bool(np.array_equal(maps[f"classes{i}"], reference[f"classes{i}"]))
+        rel = np.abs(a - b) / b.max(axis=(1, 2), keepdims=True)
+        worst = max(worst, float(rel.max()))
+        over_1e3.append((rel > 1e-3).ravel())
+        over_1e2.append((rel > 1e-2).ravel())
+    return (f"max {worst:.2e} of the map max; pixels off > 0.1%: {np.concatenate(over_1e3).mean():.3%}, "
+            f"> 1%: {np.concatenate(over_1e2).mean():.4%}; same classes: {same}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", help="folder of extra *.JPEG images (e.g. /work/shared/ilsvrc_val_sample/images)")
-    parser.add_argument("--max-images", type=int, default=5)
-    parser.add_argument("--batch-images", type=int, default=4, help="images per image_saliency call")
-    parser.add_argument("--resize", type=int, default=256)
-    parser.add_argument("--crop", type=int, default=224)
+    parser.add_argument("--images", default=str(SHARED_IMAGES) if SHARED_IMAGES.is_dir() else None,
+                        help="folder of *.JPEG images (default: the shared ILSVRC sample, else skimage photos)")
+    parser.add_argument("--max-images", type=int, default=4)
     parser.add_argument("--crops", type=int, default=10)
     parser.add_argument("--top-k", type=int, default=5)
-    parser.add_argument("--grad-mode", default="loop", choices=("loop", "vmap"))
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--malloc", default="default", choices=("default", "heap"),
-                        help="heap: use_heap_for_large_allocations() in both workers (no mmap page faults)")
-    parser.add_argument("--rounds", type=int, default=2,
-                        help="alternate batched and naive workers this many times; the fastest run of each counts")
-    parser.add_argument("--worker", choices=("batched", "naive"), help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of every worker")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--batch-images", type=int, default=None,
+                        help="images per call of exact/folded (default: the shipped saliency.batch_images)")
+    parser.add_argument("--sweep", type=int, nargs="*", default=[], help="also folded at these batch_images")
+    parser.add_argument("--skip-naive", action="store_true", help="compare with captum instead (faster)")
+    parser.add_argument("--channels-last-weights", action="store_true", help="also folded with channels-last weights")
+    parser.add_argument("--worker", choices=("naive", "captum", "exact", "folded", "folded_cl"), help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.batch_images is None:
+        args.batch_images = shipped_batch_images()
     if args.worker:
         worker(args)
         return
 
+    runs = [("naive", "naive", 1)] * (not args.skip_naive) + [
+        ("captum", "captum", 1), (f"exact   b={args.batch_images}", "exact", args.batch_images),
+        (f"folded  b={args.batch_images}", "folded", args.batch_images)]
+    runs += [(f"folded  b={b}", "folded", b) for b in args.sweep if b != args.batch_images]
+    if args.channels_last_weights:
+        runs.append((f"fold+cl b={args.batch_images}", "folded_cl", args.batch_images))
     stats: dict[str, dict] = {}
     maps: dict[str, dict[str, np.ndarray]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(args.rounds):  # alternate, so both see the same (shared machine) load
-            for kind in ("batched", "naive"):
-                out = Path(tmp) / f"{kind}.npz"
-                cmd = [sys.executable, __file__, "--worker", kind, "--out", str(out)]
-                for flag in ("images", "max_images", "batch_images", "resize", "crop", "crops", "top_k",
-                             "grad_mode", "threads", "malloc"):
-                    value = getattr(args, flag)
-                    if value is not None:
-                        cmd += [f"--{flag.replace('_', '-')}", str(value)]
-                done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
+        for _ in range(args.rounds):  # alternate, so every implementation sees the same (shared machine) load
+            for label, kind, b in runs:
+                out = Path(tmp) / f"{kind}{b}.npz"
+                cmd = [sys.executable, __file__, "--worker", kind, "--out", str(out), "--batch-images", str(b),
+                       "--max-images", str(args.max_images), "--crops", str(args.crops), "--top-k", str(args.top_k),
+                       "--threads", str(args.threads)] + (["--images", args.images] if args.images else [])
+                done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, cwd=REPO)
                 run = json.loads(done.stdout.strip().splitlines()[-1])
-                if kind not in stats or run["seconds"] < stats[kind]["seconds"]:
-                    stats[kind] = run
+                if label not in stats or run["seconds"] < stats[label]["seconds"]:
+                    stats[label] = run
                 with np.load(out) as f:
-                    maps[kind] = {k: f[k] for k in f.files}
-    b, n = stats["batched"], stats["naive"]
-    count = b["images"]
-    diffs = [np.abs(maps["batched"][f"maps{i}"] - maps["naive"][f"maps{i}"]) for i in range(count)]
-    tops = [maps["naive"][f"maps{i}"].max(axis=(1, 2), keepdims=True) for i in range(count)]
-    diff, scale = max(float(d.max()) for d in diffs), max(float(t.max()) for t in tops)
-    mean_diff = float(np.mean([d.mean() for d in diffs]))
-    off = float(np.mean(np.concatenate([(d > 1e-3 * t).ravel() for d, t in zip(diffs, tops)])))
-    same = all(np.array_equal(maps["batched"][f"classes{i}"], maps["naive"][f"classes{i}"]) for i in range(count))
-    print(f"efficientnet_lite0, CPU, torch threads {b['threads']}; {count} images ({', '.join(b['names'])}); "
-          f"crops={args.crops} crop={args.crop} top_k={args.top_k}; batched: {args.batch_images} images per call, "
-          f"grad_mode={args.grad_mode}")
-    print(f"malloc={args.malloc}; fastest of {args.rounds} alternating runs each")
-    print(f"batched: {b['seconds'] / count:.3f} s/image (CPU time {b['cpu_seconds'] / count:.3f} s/image)")
-    print(f"naive:   {n['seconds'] / count:.3f} s/image (CPU time {n['cpu_seconds'] / count:.3f} s/image)")
-    print(f"speed-up: {n['seconds'] / b['seconds']:.2f}x wall, {n['cpu_seconds'] / b['cpu_seconds']:.2f}x CPU time")
-    print(f"max |batched - naive| over maps: {diff:.3e} (max map value {scale:.3e}), mean {mean_diff:.2e}; "
-          f"pixels off by > 1e-3 x their map's max: {off:.4%}; same classes: {same}")
-    print("peak memory (ru_maxrss of the worker process, MiB): "
-          f"batched {b['rss_peak_kib'] / 1024:.0f} (after model load {b['rss_loaded_kib'] / 1024:.0f}), "
-          f"naive {n['rss_peak_kib'] / 1024:.0f} (after model load {n['rss_loaded_kib'] / 1024:.0f})")
+                    maps[label] = {k: f[k] for k in f.files}
+    first = next(iter(stats.values()))
+    count = first["images"]
+    reference = "naive" if "naive" in maps else runs[0][0]
+    print(f"efficientnet_lite0 on the CPU, {first['threads']} torch thread(s); {count} images "
+          f"({', '.join(first['names'])}); crops={args.crops} top_k={args.top_k}; "
+          f"fastest of {args.rounds} alternating runs each; shipped saliency.batch_images={shipped_batch_images()}")
+    captum = stats["captum"]["seconds"]
+    for label, _, _ in runs:
+        s = stats[label]
+        print(f"{label:12s} {s['seconds'] / count:6.3f} s/image (CPU {s['cpu_seconds'] / count:6.3f}) "
+              f"{captum / s['seconds']:5.2f}x captum; peak RSS {s['rss_peak_kib'] / 1024:5.0f} MiB "
+              f"(after model load {s['rss_loaded_kib'] / 1024:4.0f})")
+    for label, _, _ in runs:
+        if label != reference:
+            print(f"maps of {label:12s} vs {reference}: {compare(maps[label], maps[reference], count)}")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from tests.helpers import REPO, run_cli
 from tests.test_ground_truth import write_xml
 from tests.test_images_and_sources import make_odd_images
 
-FAST = ("saliency.resize=64", "saliency.crop=56", "run.progress=false")
+FAST = ("saliency.resize=64", "saliency.crop=56", "run.progress=false", "run.processes=1")  # rank0_* = all
 
 
 def test_demo_two_images(tmp_path):

@@ -40,7 +40,8 @@ def small_set(tmp_path_factory) -> tuple[Path, Path]:
 def overrides(images: Path, ann: Path, out: Path, *extra: str) -> list[str]:
     return [f"dataset.images={images}", f"dataset.annotations={ann}",
             "dataset.num_workers=0", "saliency.resize=64", "saliency.crop=56", "saliency.batch_images=1",
-            "saliency.cache=false", "run.progress=false", "run.figures=0", f"hydra.run.dir={out}", *extra]
+            "saliency.cache=false", "run.progress=false", "run.figures=0", "run.processes=1", f"hydra.run.dir={out}",
+            *extra]
 
 
 def table(out: Path) -> pd.DataFrame:

@@ -37,7 +37,7 @@ class DatasetConfig:
     limit: Optional[int] = None
     image_ids: Optional[list[str]] = None
     max_pixels: Optional[int] = 178_956_970  # larger images are recorded as failed (null: no limit)
-    num_workers: int = 2  # DataLoader decode/resize worker processes
+    num_workers: Optional[int] = None  # DataLoader decode/resize processes per rank; null: 0 on a CPU, 2 on a GPU
     demo_dir: str = "outputs/.demo_images"  # where the demo photographs are copied (dataset=demo)
 
 
@@ -75,6 +75,7 @@ class RunConfig:
     figures: int = 8  # figures for the first N images
     progress: bool = True
     save_maps: bool = False  # write scoremaps/<image_id>.npy + metadata (wsolevaluation's layout)
+    processes: str = "auto"  # auto (every core, or every GPU) | N ranks (wsol_bench.pipeline.launch)
 
 
 @dataclass

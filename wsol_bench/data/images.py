@@ -84,6 +84,13 @@ class LoadedImage:
     error: str | None = None
     decode_seconds: float = 0.0
 
+    def pin_memory(self) -> LoadedImage:
+        """The DataLoader's ``pin_memory=True`` hook (CUDA runs): ``resized`` becomes a NumPy
+        view of page-locked memory, so its copy to the GPU can be asynchronous."""
+        if self.resized is not None:
+            self.resized = torch.from_numpy(self.resized).pin_memory().numpy()
+        return self
+
 
 class ImageDataset(torch.utils.data.Dataset):
     """Reads, hashes, decodes and resizes the images of an evaluation set (in DataLoader workers)."""

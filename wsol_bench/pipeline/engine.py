@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -43,6 +42,7 @@ from wsol_bench.distributed import DistInfo
 from wsol_bench.frames import resize_shorter_side
 from wsol_bench.metrics.base import Evaluator, MapSample
 from wsol_bench.models import Classifier
+from wsol_bench.pipeline.launch import usable_cores
 from wsol_bench.pipeline.records import OK, SIZE_MISMATCH, ImageRecord, failed_record
 from wsol_bench.pipeline.store import read_parts, write_part
 from wsol_bench.registry import params_dict, require
@@ -316,7 +316,7 @@ def localise_dataset(
     log.info("rank %d/%d: %d batches to do, %d already done", info.rank, info.world_size, len(mine), skipped)
 
     if pipeline.classifier.device.type == "cpu" and info.world_size > 1:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // info.world_size))
+        torch.set_num_threads(max(1, usable_cores() // info.world_size))  # affinity and cgroup quota respected
     cache = SaliencyCache(settings.cache_dir, pipeline.saliency_namespace()) if settings.cache_dir else None
 
     items = [(i, data.image_ids[i], data.image_paths[data.image_ids[i]]) for b in mine for i in batches[b]]
@@ -328,6 +328,7 @@ def localise_dataset(
     workers = settings.loader_workers
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, num_workers=workers, collate_fn=collate_images,
+        pin_memory=pipeline.classifier.device.type == "cuda",  # page-locked images: asynchronous copies
         multiprocessing_context="spawn" if workers else None, persistent_workers=False,
         worker_init_fn=die_with_parent if workers else None,
     )

@@ -17,12 +17,13 @@ from wsol_bench.data.sources import PATH_KEYS, DatasetSpec
 from wsol_bench.metrics import METRICS, Evaluator
 from wsol_bench.models import ModelSpec
 from wsol_bench.pipeline.engine import EngineSettings
+from wsol_bench.pipeline.launch import loader_workers_for, parse_processes, segmentation_workers_for
 from wsol_bench.registry import make_params
 from wsol_bench.saliency import SALIENCY_METHODS, CropSettings, SaliencyMethod
 from wsol_bench.segmentation import BOX_EXTRACTORS, BoxExtractor
 
 #: keys of the ``saliency`` section that are not the method's parameters
-SALIENCY_ENGINE_KEYS = ("batch_images", "cache", "cache_dir")
+SALIENCY_ENGINE_KEYS = ("batch_images", "cache", "cache_dir", "fold_batchnorm")
 CROP_KEYS = ("resize", "crop", "crops", "top_k")
 SEGMENTATION_ENGINE_KEYS = ("workers",)
 SCOREMAPS_DIR = "scoremaps"  # inside the run folder (run.save_maps=true)
@@ -113,6 +114,8 @@ class LocalisationPlan:
     extractor: BoxExtractor
     evaluators: tuple[Evaluator, ...]
     engine: EngineSettings
+    fold_batchnorm: bool = True  # saliency.fold_batchnorm: fold BatchNorms into convolutions (a copy)
+    processes: int | None = None  # run.processes: None = auto (wsol_bench.pipeline.launch)
 
 
 def localisation_plan(cfg: DictConfig) -> LocalisationPlan:
@@ -120,11 +123,20 @@ def localisation_plan(cfg: DictConfig) -> LocalisationPlan:
     method, crops, sal_engine = saliency_parts(cfg)
     extractor, seg_engine = box_extractor_from(cfg)
     run = section(cfg, "run")
+    processes = parse_processes(run.get("processes", "auto"))
+    fold = sal_engine.get("fold_batchnorm", True)
+    if not isinstance(fold, bool):
+        raise ValueError(f"saliency.fold_batchnorm={fold!r}: must be true or false")
+    device = section(cfg, "model").get("device", "auto")
+    workers = seg_engine.get("workers", 0)
+    if str(workers).lower() == "auto":
+        workers = segmentation_workers_for(device, processes)
+    loaders = section(cfg, "dataset").get("num_workers")
     settings = {  # engine field -> (config key, value)
         "batch_images": ("saliency.batch_images", sal_engine.get("batch_images", 1)),
         "cache_dir": ("saliency.cache_dir", sal_engine.get("cache_dir") if sal_engine.get("cache", True) else None),
-        "segmentation_workers": ("segmentation.workers", seg_engine.get("workers", 0)),
-        "loader_workers": ("dataset.num_workers", section(cfg, "dataset").get("num_workers", 2)),
+        "segmentation_workers": ("segmentation.workers", workers),
+        "loader_workers": ("dataset.num_workers", loaders if loaders is not None else loader_workers_for(device)),
         "figures": ("run.figures", run.get("figures", 8)),
         "progress": ("run.progress", run.get("progress", True)),
         "resume": ("run.resume", run.get("resume", False)),
@@ -137,7 +149,8 @@ def localisation_plan(cfg: DictConfig) -> LocalisationPlan:
         field_name = message.split("=", 1)[0]
         key = settings[field_name][0] if field_name in settings else field_name
         raise ValueError(key + message[len(field_name):]) from None
-    return LocalisationPlan(dataset_spec(cfg), model_spec(cfg), method, crops, extractor, evaluators_from(cfg), engine)
+    return LocalisationPlan(dataset_spec(cfg), model_spec(cfg), method, crops, extractor, evaluators_from(cfg), engine,
+                            fold, processes)
 
 
 __all__ = ["PATH_KEYS", "LocalisationPlan", "dataset_spec", "evaluators_from", "localisation_plan", "model_spec",

@@ -1,7 +1,8 @@
 """``task=localise`` (the default): top-k saliency localisation over a data set, then reports.
 
-Under torchrun each rank processes its shard of batches; rank 0 merges the part files and
-writes the same reports as a single-process run.
+Under torchrun, or with ``run.processes`` ranks (default: every core), each rank processes
+its shard of batches; rank 0 merges the part files and writes the same reports as a
+single-process run.
 """
 
 from __future__ import annotations
@@ -10,13 +11,16 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig
 
 from wsol_bench.data.scoremaps import write_metadata
-from wsol_bench.data.sources import load_evaluation_set
-from wsol_bench.distributed import barrier, broadcast_object, init_distributed, shutdown_distributed
+from wsol_bench.data.sources import EvaluationSet, load_evaluation_set
+from wsol_bench.distributed import barrier, broadcast_object, env_ranks, init_distributed, shutdown_distributed
 from wsol_bench.models import build_classifier, resolve_device
-from wsol_bench.pipeline.engine import Pipeline, localise_dataset, merge_records
+from wsol_bench.models.batchnorm import fold_batchnorm
+from wsol_bench.pipeline.engine import Pipeline, global_batches, localise_dataset, merge_records
+from wsol_bench.pipeline.launch import launch_ranks
 from wsol_bench.pipeline.records import OK, ImageRecord
 from wsol_bench.pipeline.store import prepare_records_dir
 from wsol_bench.reports.localisation_report import write_localisation_report
@@ -24,7 +28,7 @@ from wsol_bench.reports.run_figures import cached_maps, write_run_figures
 from wsol_bench.saliency import SaliencyResult
 from wsol_bench.saliency.cache import SaliencyCache
 from wsol_bench.tasks import run_dir
-from wsol_bench.tasks.factory import localisation_plan, resolve_demo, section
+from wsol_bench.tasks.factory import LocalisationPlan, localisation_plan, resolve_demo, section
 
 log = logging.getLogger(__name__)
 
@@ -32,18 +36,30 @@ log = logging.getLogger(__name__)
 def run(cfg: DictConfig) -> float | None:
     """Localise, merge, report; returns the top-5 localisation error (rank 0) or None."""
     plan = localisation_plan(cfg)  # every setting checked before anything loads
-    info = init_distributed(resolve_device(plan.model.device))
+    device = resolve_device(plan.model.device)
+    data = None
+    if env_ranks()[0] == 0:  # rank 0 (or the only process) resolves the demo and reads the set once
+        spec = resolve_demo(plan.dataset, section(cfg, "dataset").get("demo_dir", "outputs/.demo_images"))
+        data = load_evaluation_set(spec, lenient=True)
+    batches = len(global_batches(len(data.image_ids), plan.engine.batch_images)) if data is not None else 1
+    with launch_ranks(plan.processes, device, batches):  # run.processes: this process becomes rank 0 of N
+        return _localise(plan, device, data)
+
+
+def _localise(plan: LocalisationPlan, device: torch.device, data: EvaluationSet | None) -> float | None:
+    info = init_distributed(device)
     try:
         out = Path(broadcast_object(str(run_dir()), info))  # every rank writes into rank 0's run folder
-        spec = resolve_demo(plan.dataset, section(cfg, "dataset").get("demo_dir", "outputs/.demo_images")) \
-            if info.is_main else plan.dataset
-        spec = broadcast_object(spec, info)
-        data = load_evaluation_set(spec, lenient=True)
+        spec = broadcast_object(data.spec if data is not None else None, info)
+        if data is None:
+            data = load_evaluation_set(spec, lenient=True)
         if plan.model.num_classes != len(data.synsets):
             raise ValueError(
                 f"model.num_classes={plan.model.num_classes} but the data set has {len(data.synsets)} classes: "
                 "localisation needs a classifier over the data set's classes (sorted-WNID order)")
         classifier = build_classifier(plan.model)
+        if plan.fold_batchnorm:  # saliency.fold_batchnorm: a folded copy, same logits (models/batchnorm.py)
+            classifier = fold_batchnorm(classifier)
         pipeline = Pipeline(classifier, plan.method, plan.crops, plan.extractor, plan.evaluators)
         records_dir = out / "records"
         kept: dict[str, SaliencyResult] = {}  # maps of this process's first images, for the figures
