@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The runs behind docs/tuning.md and docs/paper_gap.md: the 200 shared validation images
+# (dataset=shared_sample), every saliency method under the same box extractors, crops,
+# networks and the paper's settings. Each run writes outputs/study/<name>/; maps are cached,
+# so the runs that reuse a method's maps only segment. Then:
+#   python bench/study_table.py outputs/study/* --split 100
+# (images 1-100 tune, 101-200 confirm). About an hour on 2 CPU cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+run() { name=$1; shift; [ -f outputs/study/$name/metrics.json ] || \
+  $PY -m wsol_bench dataset=shared_sample run.figures=0 run.progress=false hydra.run.dir=outputs/study/$name "$@"; }
+
+# the paper's gradient, 10 crops: the defaults, the paper's settings, the baselines
+run gradient_graphcut
+run gradient_paper +experiment=ilsvrc2013 dataset=shared_sample
+run gradient_threshold segmentation=threshold
+run gradient_grabcut segmentation=grabcut
+run center segmentation=center
+run full_image segmentation=full_image
+# crops
+run gradient_2crops_graphcut saliency.crops=2
+run gradient_1crop_graphcut saliency.crops=1
+# methods
+for m in cam gradcam guided_backprop gradient_x_input; do
+  run ${m}_graphcut saliency=$m
+  run ${m}_threshold saliency=$m segmentation=threshold
+done
+run smoothgrad_2crops_graphcut saliency=smoothgrad saliency.n_samples=8 saliency.crops=2
+run smoothgrad_2crops_threshold saliency=smoothgrad saliency.n_samples=8 saliency.crops=2 segmentation=threshold
+run integrated_gradients_2crops_graphcut saliency=integrated_gradients saliency.n_steps=16 saliency.crops=2
+run integrated_gradients_2crops_threshold saliency=integrated_gradients saliency.n_steps=16 saliency.crops=2 segmentation=threshold
+# networks, at their native input sizes
+run lite1_gradient_graphcut model=efficientnet_lite1 saliency.resize=272 saliency.crop=240
+run lite2_gradient_graphcut model=efficientnet_lite2 saliency.resize=292 saliency.crop=260
