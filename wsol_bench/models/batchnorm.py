@@ -6,7 +6,7 @@ Why: in eval mode a BatchNorm is a per-channel affine map, yet on the CPU it cos
 pass over its input in the forward *and* in every backward pass of the gradient method
 (one per class rank), and its input is kept alive for the backward. Folding it removes
 both (EfficientNet-Lite0, 10 crops, top-5, one thread: about 40% less time and a
-smaller graph; docs/throughput.md).
+smaller graph; docs/benchmarks.md).
 
 Pairs are found on a dummy forward pass, never from module names: a BatchNorm is folded
 into a convolution only when the tensor it receives *is* the convolution's output (same
@@ -155,7 +155,7 @@ def fold_batchnorm(classifier: Classifier, input_size: int = 224, rtol: float = 
     EfficientNet-Lite0); otherwise, or when nothing folds, the original is returned with a
     warning (or a log line). The result's ``transforms`` gains ``"fold_batchnorm"`` (it is
     in the saliency cache key and the run manifest). ``channels_last`` also stores the
-    weights channels-last (measured: no gain on the CPU, docs/throughput.md).
+    weights channels-last (measured: no gain on the CPU, docs/benchmarks.md).
     """
     module = classifier.module
     device = classifier.device

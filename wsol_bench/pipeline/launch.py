@@ -11,7 +11,7 @@
 
 Why processes and not threads: on the CPU, torch's intra-op threads share each small
 operation of a 10-crop graph between cores and wait at every operation's barrier; two
-single-threaded ranks reach about 1.8x one process with two threads (docs/throughput.md).
+single-threaded ranks reach about 1.8x one process with two threads (docs/benchmarks.md).
 
 The ranks are exactly those torchrun would start, so sharding, part files and results are
 the same: the calling process becomes rank 0 and starts ranks ``1..N-1`` as ``python -m
