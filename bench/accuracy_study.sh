@@ -26,6 +26,9 @@ for m in cam gradcam guided_backprop gradient_x_input; do
   run ${m}_graphcut saliency=$m
   run ${m}_threshold saliency=$m segmentation=threshold
 done
+# the two best settings on images 1-100 (bench/explore_segmentation.py on the CAM maps), run in full
+run cam_graphcut_sigma0 saliency=cam segmentation.smooth_sigma=0
+run cam_threshold_025 saliency=cam segmentation=threshold segmentation.threshold=0.25 segmentation.smooth_sigma=0
 run smoothgrad_2crops_graphcut saliency=smoothgrad saliency.n_samples=8 saliency.crops=2
 run smoothgrad_2crops_threshold saliency=smoothgrad saliency.n_samples=8 saliency.crops=2 segmentation=threshold
 run integrated_gradients_2crops_graphcut saliency=integrated_gradients saliency.n_steps=16 saliency.crops=2

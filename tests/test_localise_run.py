@@ -28,7 +28,8 @@ def test_demo_two_images(tmp_path):
     for name in ("per_image.csv", "per_class.csv", "report.md"):
         assert (out / name).is_file(), name
     assert len(list((out / "figures").glob("*_saliency.png"))) == 2  # maps of the top-5 classes
-    assert len(list((out / "figures").glob("*.png"))) == 4  # and boxes + mask
+    assert len(list((out / "figures").glob("*.png"))) == 6  # and boxes + mask, and the paper's two figures
+    assert (out / "figures" / "paper_figure2.png").is_file() and (out / "figures" / "paper_figure3.png").is_file()
     assert "46.4" in res.stdout or "0.464" in res.stdout  # the paper's row is printed beside the run
 
 

@@ -426,7 +426,7 @@ def test_conf_files_compose(tmp_path: Path) -> None:
         for name in METHODS:
             cfg = compose(config_name="config", overrides=[f"segmentation={name}"])
             extractor, engine = box_extractor_from(cfg)
-            assert extractor.name == name and engine == {"workers": 0}
+            assert extractor.name == name and engine == {"workers": "auto"}
 
 
 @pytest.mark.parametrize("seed", [0, 1])
