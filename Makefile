@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 PY := $(VENV)/bin/python
+# pytest-xdist processes: most tests are subprocess runs bound by one core (imports, one rank)
+TEST_WORKERS ?= 2
 
 .PHONY: demo test bench install clean
 
@@ -20,7 +22,7 @@ demo: $(STAMP)
 	$(PY) -m wsol_bench
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -8,8 +8,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-run() { name=$1; shift; [ -f outputs/study/$name/metrics.json ] || \
-  $PY -m wsol_bench dataset=shared_sample run.figures=0 run.progress=false hydra.run.dir=outputs/study/$name "$@"; }
+# a finished run is skipped; a killed one is resumed (same settings, or it is refused)
+run() { name=$1; shift; dir=outputs/study/$name; [ -f $dir/metrics.json ] && return
+  resume=false; [ -f $dir/records/manifest.json ] && resume=true
+  $PY -m wsol_bench dataset=shared_sample run.figures=0 run.progress=false hydra.run.dir=$dir run.resume=$resume "$@"; }
 
 # the paper's gradient, 10 crops: the defaults, the paper's settings, the baselines
 run gradient_graphcut

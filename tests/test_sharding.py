@@ -11,6 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import shutil
+
 import pandas as pd
 import pytest
 
@@ -44,6 +46,21 @@ def overrides(images: Path, ann: Path, out: Path, *extra: str) -> list[str]:
             *extra]
 
 
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, small_set) -> Path:
+    """One finished single-process run of the small set; tests that change a run work on a copy."""
+    out = tmp_path_factory.mktemp("reference") / "run"
+    res = run_cli(*overrides(*small_set, out))
+    assert res.returncode == 0, res.stdout[-3000:]
+    return out
+
+
+def copy_of(run: Path, tmp_path: Path) -> Path:
+    """A copy of a finished run's folder, for a test to resume or damage."""
+    shutil.copytree(run, tmp_path / "run")
+    return tmp_path / "run"
+
+
 def table(out: Path) -> pd.DataFrame:
     per_image = pd.read_csv(out / "per_image.csv")
     predictions = pd.read_csv(out / "predictions.csv")
@@ -51,11 +68,9 @@ def table(out: Path) -> pd.DataFrame:
     return per_image.drop(columns=drop).merge(predictions, on="image_id", how="left")
 
 
-def test_two_processes_equal_one(tmp_path, small_set):
+def test_two_processes_equal_one(tmp_path, small_set, reference_run):
     images, ann = small_set
-    one = tmp_path / "one"
-    res = run_cli(*overrides(images, ann, one))
-    assert res.returncode == 0, res.stdout[-3000:]
+    one = reference_run
     # torchrun without hydra.run.dir: the ranks' timestamps differ, yet only rank 0's folder is made
     cwd = tmp_path / "elsewhere"
     cwd.mkdir()
@@ -74,10 +89,9 @@ def test_two_processes_equal_one(tmp_path, small_set):
         assert m1[key] == m2[key], key  # merged exactly, not approximately
 
 
-def test_resume_with_other_settings_is_refused_and_the_original_config_kept(tmp_path, small_set):
+def test_resume_with_other_settings_is_refused_and_the_original_config_kept(tmp_path, small_set, reference_run):
     images, ann = small_set
-    out = tmp_path / "run"
-    assert run_cli(*overrides(images, ann, out)).returncode == 0
+    out = copy_of(reference_run, tmp_path)
     original = (out / ".hydra" / "overrides.yaml").read_text()
     for part in sorted((out / "records").glob("part-*.jsonl"))[:2]:
         part.unlink()
@@ -128,10 +142,9 @@ def test_loader_workers_die_with_a_killed_run(tmp_path, small_set):
     assert not alive, f"loader workers outlived their killed parent: {alive}"
 
 
-def test_killed_run_resumes_without_recomputing(tmp_path, small_set):
+def test_killed_run_resumes_without_recomputing(tmp_path, small_set, reference_run):
     images, ann = small_set
-    whole = tmp_path / "whole"
-    assert run_cli(*overrides(images, ann, whole)).returncode == 0
+    whole = reference_run
 
     out = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "wsol_bench", *overrides(images, ann, out)], cwd=REPO,
@@ -153,10 +166,9 @@ def test_killed_run_resumes_without_recomputing(tmp_path, small_set):
     pd.testing.assert_frame_equal(table(whole), table(out))
 
 
-def test_corrupt_part_is_redone(tmp_path, small_set):
+def test_corrupt_part_is_redone(tmp_path, small_set, reference_run):
     images, ann = small_set
-    out = tmp_path / "run"
-    assert run_cli(*overrides(images, ann, out)).returncode == 0
+    out = copy_of(reference_run, tmp_path)
     reference = table(out)
     part = sorted((out / "records").glob("part-*.jsonl"))[2]
     part.write_text(part.read_text()[:40])
