@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--grid", nargs="+", required=True, help="key=v1,v2 ... (segmentation keys or group)")
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--split", type=int, default=100, help="the first N images tune, the rest confirm")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()  # overrides may follow the options
     register_configs()
     keys, values = zip(*(g.split("=", 1) for g in args.grid))
     grid = list(itertools.product(*(v.split(",") for v in values)))

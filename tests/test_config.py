@@ -82,3 +82,24 @@ def test_paper_experiment_sets_the_published_protocol():
     plan = __import__("wsol_bench.tasks.factory", fromlist=["x"]).localisation_plan(cfg)
     assert (plan.extractor.smooth_sigma, plan.extractor.max_side, plan.extractor.keep_components) == (0.0, None, "largest")
     assert cfg.dataset.name == "ilsvrc_val" and cfg.dataset.root == "/data/imagenet"
+
+
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")))
+def test_every_experiment_composes_and_passes_the_range_checks(experiment):
+    from wsol_bench.tasks.factory import localisation_plan
+
+    cfg = compose_cfg(f"+experiment={experiment}")
+    if cfg.task.name == "localise":
+        plan = localisation_plan(cfg)  # every method's parameters checked, nothing loaded
+        assert plan.extractor.name == cfg.segmentation.method
+
+
+def test_best_experiment_is_cam_with_unblurred_graphcut():
+    cfg = compose_cfg("+experiment=best")
+    plan = __import__("wsol_bench.tasks.factory", fromlist=["x"]).localisation_plan(cfg)
+    assert cfg.saliency.method == "cam" and cfg.saliency.crops == 10
+    assert (plan.extractor.name, plan.extractor.smooth_sigma, plan.extractor.max_side) == ("graphcut", 0.0, 160)
+
+
+def test_tuned_experiment_spells_out_the_defaults():
+    assert compose_cfg("+experiment=tuned").segmentation == compose_cfg().segmentation
