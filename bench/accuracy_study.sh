@@ -4,7 +4,7 @@
 # networks and the paper's settings. Each run writes outputs/study/<name>/; maps are cached,
 # so the runs that reuse a method's maps only segment. Then:
 #   python bench/study_table.py outputs/study/* --split 100
-# (images 1-100 tune, 101-200 confirm). About 1.8 hours on 2 CPU cores (docs/tuning.md).
+# (images 1-100 tune, 101-200 confirm). About 1.5 to 2 hours on 2 CPU cores (docs/tuning.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
