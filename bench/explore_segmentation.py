@@ -31,7 +31,6 @@ from wsol_bench.data.images import read_rgb  # noqa: E402
 from wsol_bench.data.sources import load_evaluation_set  # noqa: E402
 from wsol_bench.files import sha256_file  # noqa: E402
 from wsol_bench.frames import resize_shorter_side  # noqa: E402
-from wsol_bench.models import build_classifier  # noqa: E402
 from wsol_bench.pipeline.engine import Pipeline  # noqa: E402
 from wsol_bench.saliency.cache import SaliencyCache  # noqa: E402
 from wsol_bench.tasks.factory import localisation_plan, resolve_demo, section  # noqa: E402
@@ -68,7 +67,7 @@ def main() -> None:
         ]
     plan = localisation_plan(cfg)
     data = load_evaluation_set(resolve_demo(plan.dataset, section(cfg, "dataset").get("demo_dir")))
-    pipeline = Pipeline(build_classifier(plan.model), plan.method, plan.crops, plan.extractor)
+    pipeline = Pipeline(plan.saliency_classifier(), plan.method, plan.crops, plan.extractor)
     cache = SaliencyCache(plan.engine.cache_dir, pipeline.saliency_namespace())
     items = []
     for image_id in data.image_ids:

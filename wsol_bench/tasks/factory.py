@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from wsol_bench.data.sources import PATH_KEYS, DatasetSpec
 from wsol_bench.metrics import METRICS, Evaluator
-from wsol_bench.models import ModelSpec
+from wsol_bench.models import Classifier, ModelSpec
 from wsol_bench.pipeline.engine import EngineSettings
 from wsol_bench.pipeline.launch import loader_workers_for, parse_processes, segmentation_workers_for
 from wsol_bench.registry import make_params
@@ -116,6 +116,15 @@ class LocalisationPlan:
     engine: EngineSettings
     fold_batchnorm: bool = True  # saliency.fold_batchnorm: fold BatchNorms into convolutions (a copy)
     processes: int | None = None  # run.processes: None = auto (wsol_bench.pipeline.launch)
+
+    def saliency_classifier(self) -> Classifier:
+        """Load the classifier as the run's saliency sees it: BatchNorm-folded when the plan says so
+        (a folded model has its own identity, hence its own saliency-cache entries)."""
+        from wsol_bench.models import build_classifier
+        from wsol_bench.models.batchnorm import fold_batchnorm
+
+        classifier = build_classifier(self.model)
+        return fold_batchnorm(classifier) if self.fold_batchnorm else classifier
 
 
 def localisation_plan(cfg: DictConfig) -> LocalisationPlan:

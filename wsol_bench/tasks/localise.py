@@ -17,8 +17,7 @@ from omegaconf import DictConfig
 from wsol_bench.data.scoremaps import write_metadata
 from wsol_bench.data.sources import EvaluationSet, load_evaluation_set
 from wsol_bench.distributed import barrier, broadcast_object, env_ranks, init_distributed, shutdown_distributed
-from wsol_bench.models import build_classifier, resolve_device
-from wsol_bench.models.batchnorm import fold_batchnorm
+from wsol_bench.models import resolve_device
 from wsol_bench.pipeline.engine import Pipeline, global_batches, localise_dataset, merge_records
 from wsol_bench.pipeline.launch import launch_ranks
 from wsol_bench.pipeline.records import OK, ImageRecord
@@ -57,10 +56,7 @@ def _localise(plan: LocalisationPlan, device: torch.device, data: EvaluationSet 
             raise ValueError(
                 f"model.num_classes={plan.model.num_classes} but the data set has {len(data.synsets)} classes: "
                 "localisation needs a classifier over the data set's classes (sorted-WNID order)")
-        classifier = build_classifier(plan.model)
-        if plan.fold_batchnorm:  # saliency.fold_batchnorm: a folded copy, same logits (models/batchnorm.py)
-            classifier = fold_batchnorm(classifier)
-        pipeline = Pipeline(classifier, plan.method, plan.crops, plan.extractor, plan.evaluators)
+        pipeline = Pipeline(plan.saliency_classifier(), plan.method, plan.crops, plan.extractor, plan.evaluators)
         records_dir = out / "records"
         kept: dict[str, SaliencyResult] = {}  # maps of this process's first images, for the figures
         engine = plan.engine
