@@ -186,6 +186,17 @@ def test_fold_setting_is_read_and_checked():
         localisation_plan(compose_cfg("saliency.fold_batchnorm=maybe"))
 
 
+def test_plan_loads_the_classifier_the_saliency_cache_is_keyed_on():
+    """Tools that read a run's cached maps (bench/explore_segmentation.py) load the classifier
+    through the plan, so a folded run's maps are found under the folded model's identity."""
+    from tests.test_config import compose_cfg
+    from wsol_bench.tasks.factory import localisation_plan
+
+    folded = localisation_plan(compose_cfg("model.weights=random")).saliency_classifier()
+    plain = localisation_plan(compose_cfg("model.weights=random", "saliency.fold_batchnorm=false")).saliency_classifier()
+    assert folded.identity["transforms"] == ["fold_batchnorm"] and not plain.identity.get("transforms")
+
+
 @pytest.mark.slow
 def test_fold_off_gives_todays_maps_bit_for_bit(tmp_path):
     """A run with saliency.fold_batchnorm=false caches exactly the unfolded model's maps;
