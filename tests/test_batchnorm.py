@@ -193,7 +193,8 @@ def test_plan_loads_the_classifier_the_saliency_cache_is_keyed_on():
     from wsol_bench.tasks.factory import localisation_plan
 
     folded = localisation_plan(compose_cfg("model.weights=random")).saliency_classifier()
-    plain = localisation_plan(compose_cfg("model.weights=random", "saliency.fold_batchnorm=false")).saliency_classifier()
+    unfolded = compose_cfg("model.weights=random", "saliency.fold_batchnorm=false")
+    plain = localisation_plan(unfolded).saliency_classifier()
     assert folded.identity["transforms"] == ["fold_batchnorm"] and not plain.identity.get("transforms")
 
 
