@@ -56,7 +56,8 @@ def _localise(plan: LocalisationPlan, device: torch.device, data: EvaluationSet 
             raise ValueError(
                 f"model.num_classes={plan.model.num_classes} but the data set has {len(data.synsets)} classes: "
                 "localisation needs a classifier over the data set's classes (sorted-WNID order)")
-        pipeline = Pipeline(plan.saliency_classifier(), plan.method, plan.crops, plan.extractor, plan.evaluators)
+        classifier = plan.saliency_classifier()  # BatchNorm-folded when saliency.fold_batchnorm
+        pipeline = Pipeline(classifier, plan.method, plan.crops, plan.extractor, plan.evaluators)
         records_dir = out / "records"
         kept: dict[str, SaliencyResult] = {}  # maps of this process's first images, for the figures
         engine = plan.engine
