@@ -121,17 +121,20 @@ def _children(pid: int) -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
-def test_loader_workers_die_with_a_killed_run(tmp_path, small_set):
+@pytest.mark.parametrize("workers_setting, n_workers", [("dataset.num_workers=2", 2), ("segmentation.workers=1", 1)],
+                         ids=["loader", "segmentation"])
+def test_workers_die_with_a_killed_run(tmp_path, small_set, workers_setting, n_workers):
     images, ann = small_set
     out = tmp_path / "run"
-    args = [a for a in overrides(images, ann, out) if not a.startswith("dataset.num_workers")]
-    proc = subprocess.Popen([sys.executable, "-m", "wsol_bench", *args, "dataset.num_workers=2"], cwd=REPO,
+    key = workers_setting.split("=")[0]
+    args = [a for a in overrides(images, ann, out) if a.split("=")[0] != key]
+    proc = subprocess.Popen([sys.executable, "-m", "wsol_bench", *args, workers_setting], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline, workers = time.time() + 120, []
     while time.time() < deadline and proc.poll() is None and not list((out / "records").glob("part-*")):
         workers = _children(proc.pid)  # the run is under way (its workers are up) once a part is written
         time.sleep(0.05)
-    assert len(workers) >= 2, "the run should have started its loader workers"
+    assert len(workers) >= n_workers, f"the run should have started its workers ({workers_setting})"
     proc.kill()
     proc.wait()
     deadline = time.time() + 2  # PR_SET_PDEATHSIG kills at once (torch's own watchdog polls every 5 s)
@@ -139,7 +142,7 @@ def test_loader_workers_die_with_a_killed_run(tmp_path, small_set):
         time.sleep(0.1)
     alive = {w: Path(f"/proc/{w}/cmdline").read_bytes().replace(b"\0", b" ")[:200] for w in workers
              if Path(f"/proc/{w}").exists() and Path(f"/proc/{w}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"}
-    assert not alive, f"loader workers outlived their killed parent: {alive}"
+    assert not alive, f"workers outlived their killed parent: {alive}"
 
 
 def test_killed_run_resumes_without_recomputing(tmp_path, small_set, reference_run):
