@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.helpers import REPO, run_cli
+from tests.helpers import REPO, child_pids, living, run_cli
 from tests.test_sharding import overrides, small_set, table  # noqa: F401  (small_set is a fixture)
 from wsol_bench.pipeline import launch
 from wsol_bench.pipeline.launch import parse_processes, world_size_for
@@ -139,18 +139,6 @@ def test_a_failing_rank_fails_the_run_with_its_error(tmp_path, small_set):
     assert _rank_folders() == before
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 def test_ranks_die_with_a_killed_parent(tmp_path, small_set):
@@ -161,7 +149,7 @@ def test_ranks_die_with_a_killed_parent(tmp_path, small_set):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline, children = time.time() + 120, []
     while time.time() < deadline and proc.poll() is None and not children:
-        children = _children(proc.pid)
+        children = child_pids(proc.pid)
         time.sleep(0.05)
     assert children, "the run should have started rank 1"
     time.sleep(1.0)  # rank 1 is importing or running
@@ -170,8 +158,7 @@ def test_ranks_die_with_a_killed_parent(tmp_path, small_set):
     deadline = time.time() + 20  # a rank still importing notices when it reaches the launcher
     alive = children
     while time.time() < deadline and alive:
-        alive = [c for c in children if Path(f"/proc/{c}").exists()
-                 and Path(f"/proc/{c}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
+        alive = living(children)
         time.sleep(0.1)
     assert not alive, "rank 1 outlived its killed parent"
     assert _rank_folders() == before  # a rank started by run.processes has no folder of its own

@@ -16,7 +16,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from tests.helpers import REPO, run_cli
+from tests.helpers import REPO, child_pids, living, run_cli
 from tests.test_images_and_sources import make_odd_images
 from tests.test_ground_truth import write_xml
 
@@ -108,18 +108,6 @@ def test_resume_with_other_settings_is_refused_and_the_original_config_kept(tmp_
     assert json.loads((out / "metrics.json").read_text())["rank0_batches_done"] == 2
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 @pytest.mark.parametrize("workers_setting, n_workers", [("dataset.num_workers=2", 2), ("segmentation.workers=1", 1)],
                          ids=["loader", "segmentation"])
@@ -132,16 +120,15 @@ def test_workers_die_with_a_killed_run(tmp_path, small_set, workers_setting, n_w
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline, workers = time.time() + 120, []
     while time.time() < deadline and proc.poll() is None and not list((out / "records").glob("part-*")):
-        workers = _children(proc.pid)  # the run is under way (its workers are up) once a part is written
+        workers = child_pids(proc.pid)  # the run is under way (its workers are up) once a part is written
         time.sleep(0.05)
     assert len(workers) >= n_workers, f"the run should have started its workers ({workers_setting})"
     proc.kill()
     proc.wait()
     deadline = time.time() + 2  # PR_SET_PDEATHSIG kills at once (torch's own watchdog polls every 5 s)
-    while time.time() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
+    while time.time() < deadline and living(workers):
         time.sleep(0.1)
-    alive = {w: Path(f"/proc/{w}/cmdline").read_bytes().replace(b"\0", b" ")[:200] for w in workers
-             if Path(f"/proc/{w}").exists() and Path(f"/proc/{w}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"}
+    alive = {w: Path(f"/proc/{w}/cmdline").read_bytes().replace(b"\0", b" ")[:200] for w in living(workers)}
     assert not alive, f"workers outlived their killed parent: {alive}"
 
 
