@@ -28,9 +28,6 @@ from wsol_bench.models import Classifier, ModelSpec, build_classifier, wrap_modu
 from wsol_bench.saliency import CropSettings, SaliencyMethod, image_saliency, saliency_method
 from wsol_bench.segmentation import BoxExtractor, Localisation, box_extractor
 
-ImageLike = "str | Path | PIL.Image.Image | np.ndarray | torch.Tensor"
-
-
 @dataclass
 class Localised:
     """One image's result. ``classes``: WNIDs (class indices as strings for a model whose

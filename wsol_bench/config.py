@@ -63,7 +63,7 @@ class EvaluateConfig:
     """``task=evaluate``: score an existing prediction file."""
 
     predictions: Optional[str] = None
-    format: str = "csv"  # csv | devkit | devkit_cls
+    format: str = "csv"  # csv | devkit | devkit_cls | scoremaps
     missing: str = "error"  # images without a guess: error | wrong (the devkit's) | skip
 
 

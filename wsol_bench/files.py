@@ -56,6 +56,3 @@ def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
             digest.update(block)
     return digest.hexdigest()
 
-
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -1,6 +1,7 @@
 """Resolve a ``dataset`` config into the images and ground truth to evaluate.
 
-Layouts understood for ``dataset.root`` (paths given explicitly win):
+Layouts understood for ``dataset.root`` (explicit paths fill what ``root`` lacks; setting
+one that ``root`` also provides is an error):
 
 * Kaggle "ImageNet Object Localization Challenge":
   ``ILSVRC/Data/CLS-LOC/val/*.JPEG``, ``ILSVRC/Annotations/CLS-LOC/val/*.xml``,

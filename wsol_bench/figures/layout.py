@@ -57,11 +57,6 @@ def class_name(names: NameLookup, wnid: str | None) -> str:
     return str(names.get(wnid, wnid))
 
 
-def short_name(name: str) -> str:
-    """The first of a comma-separated list of synonyms (``'tench, Tinca tinca'`` -> ``'tench'``)."""
-    return name.split(",")[0].strip() or name
-
-
 # --- pictures ------------------------------------------------------------------------------
 
 

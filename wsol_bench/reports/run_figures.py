@@ -98,7 +98,7 @@ def comparison_figure(
     from wsol_bench.figures import save_figure
     from wsol_bench.figures.compare import compare_figure
 
-    label0, data0, records0, _, resize0 = runs[0]
+    _, data0, _, _, resize0 = runs[0]
     common = [i for i in data0.image_ids
               if all(i in recs and recs[i].status == OK for _, _, recs, _, _ in runs)][:count]
     if not common:

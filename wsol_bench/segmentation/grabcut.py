@@ -14,7 +14,8 @@ OpenCV fixes what the GraphCut method exposes as settings: 5 mixture components,
 8-neighbourhood; ``gmm_components`` and ``pairwise_weight`` do not apply here. Its k-means
 initialisation draws from OpenCV's RNG, reseeded with ``seed`` before every call (this
 resets the calling thread's OpenCV RNG). The object mask is ``GC_FGD | GC_PR_FGD`` after the
-iterations; its largest 8-connected component gives the box.
+iterations; its box bounds every such pixel (``keep_components='largest'``: its largest
+8-connected component only).
 """
 
 from __future__ import annotations

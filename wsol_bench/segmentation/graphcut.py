@@ -21,9 +21,8 @@ Per class map (in the working frame, see :mod:`~wsol_bench.segmentation.componen
 5. min-cut with PyMaxflow (source = object); with ``reestimate = n > 0`` the colour models
    are then refitted to the object and background pixels of the cut and the cut is redone,
    ``n`` times (GrabCut's iterated estimation, Rother et al. 2004; hard seeds stay hard);
-   the object mask is the largest 8-connected
-   foreground component (``keep_components='all'``: every foreground pixel), its bounding
-   box the result.
+   the object mask is every foreground pixel (``keep_components='largest'``: the largest
+   8-connected foreground component, the paper's), its bounding box the result.
 
 The image-only terms (colours, beta, the grid graph with its pairwise edges) are built once
 in :meth:`GraphCut.prepare`; each ``localise`` copies that graph and adds the

@@ -1,8 +1,8 @@
 """Threshold localisation (the CAM / Grad-CAM convention, Zhou et al. 2016).
 
-The object mask is the largest 8-connected region of the (optionally smoothed, optionally
-resized to ``max_side``) map whose values are strictly above ``threshold * max(map)``
-(``keep_components='all'``: every such pixel); the box bounds it. No min-max
+The object mask is every pixel of the (optionally smoothed, optionally resized to
+``max_side``) map whose value is strictly above ``threshold * max(map)``
+(``keep_components='largest'``: the largest 8-connected region of them); the box bounds it. No min-max
 normalisation: saliency maps are non-negative, and a map whose maximum is <= 0 falls back to
 the whole image (``'nonpositive_map'``). The image is not used.
 """
@@ -38,7 +38,8 @@ class ThresholdPrepared:
 
 @dataclass(frozen=True)
 class Threshold(MapExtractor):
-    """Box of the largest region above ``threshold * max``. Picklable; no global state."""
+    """Box of the region above ``threshold * max`` (all of it, or its largest component).
+    Picklable; no global state."""
 
     name: ClassVar[str] = "threshold"
     threshold: float = 0.2  # fraction of the map's maximum
@@ -53,7 +54,7 @@ class Threshold(MapExtractor):
         return ThresholdPrepared(input_size, working_size(*input_size, self.max_side))
 
     def localise(self, prepared: ThresholdPrepared, saliency: np.ndarray) -> Localisation:
-        """Box of the largest region of ``saliency`` above ``threshold`` times its maximum."""
+        """Box of the kept region of ``saliency`` above ``threshold`` times its maximum."""
         sal, reason = working_map(saliency, prepared.input_size, prepared.work_size, self.smooth_sigma)
         if reason is not None:
             return fallback_localisation(prepared.input_size, reason)
