@@ -28,6 +28,7 @@ from wsol_bench.models import Classifier, ModelSpec, build_classifier, wrap_modu
 from wsol_bench.saliency import CropSettings, SaliencyMethod, image_saliency, saliency_method
 from wsol_bench.segmentation import BoxExtractor, Localisation, box_extractor
 
+
 @dataclass
 class Localised:
     """One image's result. ``classes``: WNIDs (class indices as strings for a model whose

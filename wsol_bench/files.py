@@ -55,4 +55,3 @@ def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
         for block in iter(lambda: fh.read(chunk), b""):
             digest.update(block)
     return digest.hexdigest()
-

@@ -2,9 +2,9 @@
 
 The object mask is every pixel of the (optionally smoothed, optionally resized to
 ``max_side``) map whose value is strictly above ``threshold * max(map)``
-(``keep_components='largest'``: the largest 8-connected region of them); the box bounds it. No min-max
-normalisation: saliency maps are non-negative, and a map whose maximum is <= 0 falls back to
-the whole image (``'nonpositive_map'``). The image is not used.
+(``keep_components='largest'``: the largest 8-connected region of them); the box bounds it.
+No min-max normalisation: saliency maps are non-negative, and a map whose maximum is <= 0
+falls back to the whole image (``'nonpositive_map'``). The image is not used.
 """
 
 from __future__ import annotations
