@@ -1,7 +1,7 @@
 """A reference implementation of image saliency, written for clarity (tests and benchmarks only).
 
 Per image: one forward pass per crop for the scores, then for every class and every crop its
-own forward and backward pass (batch of one), through ``method.attribute``.
+own forward and backward pass (batch of one), through the method's protocol.
 """
 
 from __future__ import annotations
@@ -12,7 +12,14 @@ import numpy as np
 import torch
 
 from wsol_bench.models import Classifier
-from wsol_bench.saliency import CropSettings, SaliencyMethod, SaliencyResult, crop_windows, select_classes
+from wsol_bench.saliency import (
+    CropSettings,
+    SaliencyMethod,
+    SaliencyResult,
+    attribution_maps,
+    crop_windows,
+    select_classes,
+)
 from wsol_bench.saliency.crops import crop_tensors
 from wsol_bench.saliency.image_saliency import image_tensor
 
@@ -39,7 +46,7 @@ def naive_image_saliency(
             rows, cols = slice(win.box.ymin, win.box.ymax + 1), slice(win.box.xmin, win.box.xmax + 1)
             count[rows, cols] += 1
             for k, cls in enumerate(classes):
-                m = method.attribute(classifier, c[None].clone(), torch.tensor([int(cls)]))[0].cpu().numpy()
+                m = attribution_maps(method, classifier, c[None].clone(), torch.tensor([int(cls)]))[0].cpu().numpy()
                 maps[k, rows, cols] += m[:, ::-1] if win.flip else m
         maps = np.where(count > 0, maps / np.maximum(count, 1), 0).astype(np.float32)
         results.append(SaliencyResult(logits=mean_logits, classes=classes, maps=maps))

@@ -191,7 +191,7 @@ def test_task_figures_redraws_a_run_without_computing_saliency(tmp_path, monkeyp
         raise AssertionError("task=figures must not build a model or compute saliency")
 
     monkeypatch.setattr(wsol_bench.models, "build_classifier", refuse)
-    monkeypatch.setattr(wsol_bench.saliency.gradient.Gradient, "scores_and_maps", refuse)
+    monkeypatch.setattr(wsol_bench.saliency.gradient.Gradient, "forward", refuse)
     monkeypatch.chdir(REPO)  # the run's demo images are found as the run found them
     register_configs()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):

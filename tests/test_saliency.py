@@ -14,6 +14,7 @@ from wsol_bench.boxes import Box
 from wsol_bench.frames import map_to_original, resize_shorter_side
 from wsol_bench.models import Classifier
 from wsol_bench.saliency import CropSettings, CropWindow, SaliencyResult, crop_windows, paste_maps
+from wsol_bench.saliency import attribution_maps
 from wsol_bench.saliency import image_saliency as image_saliency_of
 from wsol_bench.saliency.crops import crop_tensors
 from wsol_bench.saliency.gradient import Gradient
@@ -127,21 +128,22 @@ def crop_batch(image: np.ndarray, windows: list[CropWindow]) -> torch.Tensor:
 
 def test_matches_captum(small_classifier: Classifier) -> None:
     """Every crop's map equals captum's Saliency (abs, max over channels) on that crop, whether
-    computed per crop (attribute) or for all class ranks from one graph (scores_and_maps)."""
+    computed for one class rank or for all class ranks from one forward pass."""
     from captum.attr import Saliency
 
     image = random_images((40, 48))[0]
     windows = crop_windows(40, 48, 32, 10)
     crops = crop_batch(image, windows)
     classes = torch.tensor([[3, 0, 7]] * 10).T  # (K, N)
-    logits, maps = Gradient().scores_and_maps(small_classifier, crops, lambda logits: classes)
-    assert logits.shape == (10, 12) and maps.shape == (3, 10, 32, 32)
+    step = Gradient().forward(small_classifier, crops)
+    maps = step.maps(classes)
+    assert step.logits.shape == (10, 12) and maps.shape == (3, 10, 32, 32)
     saliency = Saliency(small_classifier.logits)
     for k in range(3):
         expected = saliency.attribute(crops.clone().requires_grad_(True), target=classes[k].tolist(), abs=True)
         expected = expected.amax(dim=1).numpy()
         np.testing.assert_allclose(maps[k].numpy(), expected, rtol=1e-5, atol=1e-7 * expected.max())
-        one_call = Gradient().attribute(small_classifier, crops, classes[k]).numpy()
+        one_call = attribution_maps(Gradient(), small_classifier, crops, classes[k]).numpy()
         np.testing.assert_allclose(one_call, expected, rtol=1e-5, atol=1e-7 * expected.max())
 
 
@@ -168,7 +170,7 @@ def test_maps_land_where_the_evidence_is(n_crops: int) -> None:
     windows = crop_windows(40, 56, 32, n_crops)
     crops = crop_batch(image, windows)
     for c in range(3):
-        maps = Gradient().attribute(clf, crops, torch.full((len(windows),), c)).numpy()
+        maps = attribution_maps(Gradient(), clf, crops, torch.full((len(windows),), c)).numpy()
         for i, w in enumerate(windows):
             m = maps[i][:, ::-1] if w.flip else maps[i]  # back into image orientation
             region = expected[c, w.box.ymin : w.box.ymax + 1, w.box.xmin : w.box.xmax + 1]

@@ -20,11 +20,11 @@ from torch import nn
 
 from wsol_bench.models import Classifier
 from wsol_bench.registry import make_params, params_dict
-from wsol_bench.saliency import SALIENCY_METHODS, CropSettings, image_saliency, saliency_method
+from wsol_bench.saliency import SALIENCY_METHODS, CropSettings, attribution_maps, image_saliency, saliency_method
 from wsol_bench.saliency.base import max_abs_over_channels
 from wsol_bench.saliency.guided_backprop import guided_activations
 from wsol_bench.saliency.integrated_gradients import IntegratedGradients
-from wsol_bench.saliency.smoothgrad import crop_generators, crop_noise
+from wsol_bench.saliency.noise_tunnel import NoiseTunnel, crop_generators, crop_noise
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"),  # see conftest.py
               pytest.mark.filterwarnings("ignore:Setting backward hooks on ReLU:UserWarning")]  # captum's
@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.usefixtures("one_torch_thread"),  # see conftest.py
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 MEAN, STD = (0.45, 0.5, 0.55), (0.2, 0.25, 0.3)
 NEW_METHODS = ("gradient_x_input", "smoothgrad", "integrated_gradients", "guided_backprop", "gradcam", "cam")
-FAST = {"smoothgrad": {"n_samples": 4}, "integrated_gradients": {"n_steps": 6}}  # fewer passes in tests
+FAST = {"smoothgrad": {"noise_tunnel": {"n_samples": 4}}, "integrated_gradients": {"n_steps": 6}}  # fewer passes
 TARGET_LAYER = "5"  # the last activation of small_net: the feature maps before pooling
 
 
@@ -68,7 +68,8 @@ def crops_and_targets(n: int = 4, size: int = 24, seed: int = 1) -> tuple[torch.
 
 
 def method(name: str):
-    return saliency_method(name, **FAST.get(name, {}))
+    """The method of ``conf/saliency/<name>.yaml`` (smoothgrad: the gradient in a noise tunnel), fewer passes."""
+    return saliency_method("gradient" if name == "smoothgrad" else name, **FAST.get(name, {}))
 
 
 # ------------------------------------------------------------------ references
@@ -87,18 +88,11 @@ def reference_map(name: str, clf: Classifier, crops: torch.Tensor, targets: torc
     if name == "integrated_gradients":
         a = ca.IntegratedGradients(clf.logits).attribute(x, baselines=0.0, target=targets, n_steps=6)
         return max_abs_over_channels(a)
-    if name == "smoothgrad":
+    if name == "smoothgrad":  # the mean over the same noisy copies of captum's gradient map
         m = method(name)
         noise = crop_noise(crops, crop_generators(crops, m.seed), m.n_samples, m.noise)  # (S, N, 3, h, w)
-
-        def add_noise(inp: torch.Tensor, _stdev: float, samples: int) -> torch.Tensor:
-            assert samples == m.n_samples
-            return inp.repeat_interleave(samples, dim=0) + noise.transpose(0, 1).flatten(0, 1)
-
-        monkeypatch.setattr(ca.NoiseTunnel, "_add_noise_to_input", staticmethod(add_noise))
-        a = ca.NoiseTunnel(ca.Saliency(clf.logits)).attribute(
-            x, nt_type="smoothgrad", nt_samples=m.n_samples, stdevs=0.1, target=targets, abs=True)
-        return max_abs_over_channels(a)
+        return torch.stack([max_abs_over_channels(ca.Saliency(clf.logits).attribute(x + eps, target=targets))
+                            for eps in noise]).mean(0)
     if name == "guided_backprop":
         if any(isinstance(m, nn.ReLU6) for m in clf.module.modules()):  # captum rewires nn.ReLU only
             return input_gradient_map(classifier_of(hand_guided(clf.module)), crops, targets)
@@ -125,7 +119,7 @@ def test_map_equals_the_independent_computation(name, monkeypatch):
     clf = classifier_of(small_net())
     crops, targets = crops_and_targets()
     expected = reference_map(name, clf, crops, targets, monkeypatch).float()
-    got = method(name).attribute(clf, crops, targets)
+    got = attribution_maps(method(name), clf, crops, targets)
     assert got.shape == (4, 24, 24) and got.dtype == torch.float32
     assert expected.abs().max() > 0
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6 * float(expected.abs().max()))
@@ -133,13 +127,14 @@ def test_map_equals_the_independent_computation(name, monkeypatch):
 
 @pytest.mark.parametrize("name", NEW_METHODS)
 def test_class_ranks_from_one_call_equal_per_rank_maps(name, monkeypatch):
-    """``scores_and_maps`` (the engine's path: ranks share forward passes) equals the
-    independent per-rank computation; rows without a target get zero maps."""
+    """One forward pass, then the maps of two class ranks (the engine's path: ranks share the
+    forward pass) equal the independent per-rank computation; rows without a target get zero maps."""
     clf = classifier_of(small_net(nn.ReLU6))
     crops, first = crops_and_targets(n=5)
     targets = torch.stack([first, torch.tensor([3, -1, 0, 6, -1])])
-    logits, maps = method(name).scores_and_maps(clf, crops, lambda _logits: targets)
-    torch.testing.assert_close(logits, clf.logits(crops).detach(), rtol=1e-5, atol=1e-6)
+    step = method(name).forward(clf, crops)
+    maps = step.maps(targets)
+    torch.testing.assert_close(step.logits, clf.logits(crops).detach(), rtol=1e-5, atol=1e-6)
     assert maps.shape == (2, 5, 24, 24) and maps.dtype == torch.float32
     for k in range(2):
         rows = torch.nonzero(targets[k] >= 0).flatten()
@@ -193,7 +188,7 @@ def test_guided_backprop_stops_negative_gradients_at_every_relu6():
         pre = net[0](clf.normalise(crops))
     assert (pre > 6).float().mean() > 0.05 and (pre < 0).float().mean() > 0.05
     expected = input_gradient_map(classifier_of(hand_guided(net)), crops, targets)
-    got = saliency_method("guided_backprop").attribute(clf, crops, targets)
+    got = attribution_maps(saliency_method("guided_backprop"), clf, crops, targets)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-7)
     assert (got - input_gradient_map(clf, crops, targets)).abs().max() > 1e-3 * got.max()  # not the plain gradient
 
@@ -212,7 +207,7 @@ def test_guided_backprop_relu6_below_6_equals_captum_on_relu():
             net[i] = nn.ReLU()
     expected = max_abs_over_channels(
         ca.GuidedBackprop(nn.Sequential(Normalise(clf), net)).attribute(crops.clone().requires_grad_(), target=targets))
-    torch.testing.assert_close(saliency_method("guided_backprop").attribute(clf, crops, targets), expected)
+    torch.testing.assert_close(attribution_maps(saliency_method("guided_backprop"), clf, crops, targets), expected)
 
 
 def test_guided_backprop_leaves_the_module_and_other_threads_alone():
@@ -220,7 +215,7 @@ def test_guided_backprop_leaves_the_module_and_other_threads_alone():
     clf = classifier_of(net)
     crops, targets = crops_and_targets()
     plain = input_gradient_map(clf, crops, targets)
-    saliency_method("guided_backprop").attribute(clf, crops, targets)
+    attribution_maps(saliency_method("guided_backprop"), clf, crops, targets)
     assert all(not m._forward_hooks and not m._backward_hooks for m in net.modules())
     torch.testing.assert_close(input_gradient_map(clf, crops, targets), plain)
     other: list[torch.Tensor] = []
@@ -236,25 +231,41 @@ def test_guided_backprop_refuses_a_model_without_activation_modules():
     net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(3)).eval()
     net(torch.zeros(1, 3, 8, 8))
     with pytest.raises(ValueError, match="nobody.*no nn.ReLU or nn.ReLU6"):
-        saliency_method("guided_backprop").attribute(classifier_of(net, "nobody"), torch.rand(2, 3, 8, 8),
-                                                    torch.tensor([0, 1]))
+        attribution_maps(saliency_method("guided_backprop"), classifier_of(net, "nobody"), torch.rand(2, 3, 8, 8),
+                         torch.tensor([0, 1]))
 
 
 # ------------------------------------------------------------------ SmoothGrad, IG
 
 
+def smoothgrad(**params) -> NoiseTunnel:
+    return NoiseTunnel(saliency_method("gradient"), **params)
+
+
 def test_smoothgrad_noise_depends_on_the_crop_not_the_batch():
     clf = classifier_of(small_net())
     crops, targets = crops_and_targets(n=3)
-    sg = saliency_method("smoothgrad", n_samples=5, noise=0.2, seed=3)
-    together = sg.attribute(clf, crops, targets)
-    apart = torch.cat([sg.attribute(clf, crops[[i]], targets[[i]]) for i in (2, 0, 1)])[[1, 2, 0]]
+    sg = smoothgrad(n_samples=5, noise=0.2, seed=3)
+    together = attribution_maps(sg, clf, crops, targets)
+    apart = torch.cat([attribution_maps(sg, clf, crops[[i]], targets[[i]]) for i in (2, 0, 1)])[[1, 2, 0]]
     torch.testing.assert_close(together, apart, rtol=1e-5, atol=1e-7)
-    torch.testing.assert_close(sg.attribute(clf, crops, targets), together, rtol=0, atol=0)
-    other_seed = saliency_method("smoothgrad", n_samples=5, noise=0.2, seed=4).attribute(clf, crops, targets)
+    torch.testing.assert_close(attribution_maps(sg, clf, crops, targets), together, rtol=0, atol=0)
+    other_seed = attribution_maps(smoothgrad(n_samples=5, noise=0.2, seed=4), clf, crops, targets)
     assert (other_seed - together).abs().max() > 1e-3 * together.max()
-    no_noise = saliency_method("smoothgrad", n_samples=2, noise=0.0).attribute(clf, crops, targets)
-    torch.testing.assert_close(no_noise, saliency_method("gradient").attribute(clf, crops, targets))
+    no_noise = attribution_maps(smoothgrad(n_samples=2, noise=0.0), clf, crops, targets)
+    torch.testing.assert_close(no_noise, attribution_maps(saliency_method("gradient"), clf, crops, targets))
+
+
+@pytest.mark.parametrize("name", ["gradcam", "guided_backprop"])
+def test_noise_tunnel_wraps_any_method(name):
+    """The noise tunnel around another method is the mean of that method's maps on the noisy copies."""
+    clf = classifier_of(small_net(nn.ReLU6))
+    crops, targets = crops_and_targets(n=2)
+    inner = saliency_method(name)
+    tunnel = NoiseTunnel(inner, n_samples=3, noise=0.1, seed=5)
+    noise = crop_noise(crops, crop_generators(crops, 5), 3, 0.1)
+    expected = torch.stack([attribution_maps(inner, clf, crops + eps, targets) for eps in noise]).mean(0)
+    torch.testing.assert_close(attribution_maps(tunnel, clf, crops, targets), expected, rtol=1e-5, atol=1e-7)
 
 
 def test_smoothgrad_noise_std_is_noise_times_the_crop_range():
@@ -291,13 +302,13 @@ def test_cam_refuses_a_model_without_a_gap_linear_head():
     flat = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 16 * 16, 7)).eval()
     clf = Classifier(flat, MEAN, STD, "flat_head", "random:seed0", target_layer="1")
     with pytest.raises(ValueError, match="cam: flat_head has no global-average-pooling \\+ linear head"):
-        saliency_method("cam").attribute(clf, crops, targets)
+        attribution_maps(saliency_method("cam"), clf, crops, targets)
     torch.manual_seed(0)  # GAP, then a hidden layer: shapes fit, the identity does not
     mlp = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                         nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 7)).eval()
     clf = Classifier(mlp, MEAN, STD, "mlp_head", "random:seed0", target_layer="1")
     with pytest.raises(ValueError, match="cam: mlp_head .* logits differ from the spatial mean"):
-        saliency_method("cam").attribute(clf, crops, targets)
+        attribution_maps(saliency_method("cam"), clf, crops, targets)
 
 
 def test_cam_and_gradcam_on_efficientnet_lite0(one_torch_thread):
@@ -306,8 +317,8 @@ def test_cam_and_gradcam_on_efficientnet_lite0(one_torch_thread):
 
     clf = build_classifier(ModelSpec(weights="random", device="cpu"))
     crops, targets = torch.rand(1, 3, 224, 224), torch.tensor([7])
-    cam = saliency_method("cam").attribute(clf, crops, targets)
-    gradcam = saliency_method("gradcam").attribute(clf, crops, targets)
+    cam = attribution_maps(saliency_method("cam"), clf, crops, targets)
+    gradcam = attribution_maps(saliency_method("gradcam"), clf, crops, targets)
     assert cam.max() > 0
     torch.testing.assert_close(gradcam, cam / 49, rtol=1e-3, atol=1e-6 * float(cam.max()))
 
@@ -334,7 +345,6 @@ def test_image_saliency_maps_are_nonnegative_frames_and_deterministic(name):
 
 
 @pytest.mark.parametrize(("name", "key", "value"), [
-    ("smoothgrad", "n_samples", 0), ("smoothgrad", "noise", -0.1), ("smoothgrad", "seed", -1),
     ("integrated_gradients", "n_steps", 0), ("cam", "n_steps", 3), ("gradcam", "layer", "x"),
 ])
 def test_parameter_errors_name_the_key(name, key, value):
@@ -344,11 +354,16 @@ def test_parameter_errors_name_the_key(name, key, value):
         make_params(SALIENCY_METHODS.get(name), {key: value}, "where")
 
 
+@pytest.mark.parametrize(("key", "value"), [("n_samples", 0), ("noise", -0.1), ("seed", -1), ("samples", 3)])
+def test_noise_tunnel_parameter_errors_name_the_key(key, value):
+    with pytest.raises(ValueError, match=f"saliency\\.noise_tunnel\\.{key}"):
+        saliency_method("gradcam", noise_tunnel={key: value})
+
+
 def test_every_method_is_registered_with_a_name_and_cost():
-    for name in NEW_METHODS:
+    for name in set(NEW_METHODS) - {"smoothgrad"}:
         cls = SALIENCY_METHODS.get(name)
         assert cls.name == name and len(cls.cost) == 2
-        assert saliency_method(name) == saliency_method(name)
 
 
 def saliency_configs() -> list[str]:
@@ -371,8 +386,12 @@ def test_saliency_config_builds_its_method(config):
         cfg = compose(config_name="config", overrides=[f"saliency={config}"])
     method_, crops, _ = saliency_parts(cfg)
     own = yaml.safe_load((CONF_DIR / "saliency" / f"{config}.yaml").read_text())
+    params = {k: v for k, v in own.items()
+              if k not in ("defaults", "method", "noise_tunnel", *CROP_KEYS, *SALIENCY_ENGINE_KEYS)}
+    if "noise_tunnel" in own:
+        assert method_ == NoiseTunnel(SALIENCY_METHODS.get(own["method"])(**params), **own["noise_tunnel"])
+        return
     assert cfg.saliency.method == config == method_.name
-    params = {k: v for k, v in own.items() if k not in ("defaults", "method", *CROP_KEYS, *SALIENCY_ENGINE_KEYS)}
     assert method_ == SALIENCY_METHODS.get(config)(**params)
     assert params == params_dict(method_)  # every parameter is listed
     assert crops == CropSettings()
@@ -384,8 +403,9 @@ def test_methods_never_share_cache_namespaces():
 
     clf = classifier_of(small_net())
     extractor = BOX_EXTRACTORS.create("graphcut", {}, "segmentation")
-    methods = [saliency_method(n) for n in ("gradient", *NEW_METHODS)]
-    methods += [saliency_method("smoothgrad", seed=1), saliency_method("integrated_gradients", n_steps=8)]
+    methods = [method(n) for n in ("gradient", *NEW_METHODS)]
+    methods += [smoothgrad(seed=1), NoiseTunnel(saliency_method("gradcam")),
+                saliency_method("integrated_gradients", n_steps=8)]
     spaces = [Pipeline(clf, m, CropSettings(), extractor).saliency_namespace() for m in methods]
     for a, b in itertools.combinations(spaces, 2):
         assert a != b

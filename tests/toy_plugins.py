@@ -12,12 +12,12 @@ import torch
 from wsol_bench.boxes import Box
 from wsol_bench.metrics import Evaluator
 from wsol_bench.registry import require
-from wsol_bench.saliency import SaliencyMethod
+from wsol_bench.saliency import TargetwiseMethod
 from wsol_bench.segmentation import BoxExtractor, Localisation
 
 
 @dataclass(frozen=True)
-class CentreBlob(SaliencyMethod):
+class CentreBlob(TargetwiseMethod):
     """A Gaussian blob at the crop's centre, whatever the class."""
 
     name: ClassVar[str] = "centre_blob"

@@ -68,8 +68,9 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return params_dict(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # a part inside a part (a wrapped method)
+        name = getattr(type(value), "name", "") or f"{type(value).__module__}:{type(value).__qualname__}"
+        return {"part": name, "params": params_dict(value)}
     return value
 
 

@@ -317,7 +317,8 @@ def localise_dataset(
 
     if pipeline.classifier.device.type == "cpu" and info.world_size > 1:
         torch.set_num_threads(max(1, usable_cores() // info.world_size))  # affinity and cgroup quota respected
-    cache = SaliencyCache(settings.cache_dir, pipeline.saliency_namespace()) if settings.cache_dir else None
+    cacheable = settings.cache_dir and pipeline.method.cacheable  # objects and lambdas say nothing stable
+    cache = SaliencyCache(settings.cache_dir, pipeline.saliency_namespace()) if cacheable else None
 
     items = [(i, data.image_ids[i], data.image_paths[data.image_ids[i]]) for b in mine for i in batches[b]]
     dataset = ImageDataset(items, partial(resize_shorter_side, size=pipeline.crops.resize), data.max_pixels)

@@ -1,9 +1,9 @@
 """Shared by the gradient-based methods: several class ranks from one forward pass.
 
 ``targets`` here is ``(K, N)`` int64: ``targets[k, n]`` the class of rank ``k`` for crop
-``n``, ``-1`` where crop ``n`` needs no map of rank ``k``. One forward pass builds the graph;
-each rank then costs one backward pass through it (captum's attributions recompute the
-forward pass for every target). Gradients flow only to the tensor asked for: parameters' ``.grad`` is never
+``n``, ``-1`` where crop ``n`` needs no map of rank ``k``. One forward pass builds the graph
+(:class:`BackwardStep`); each rank then costs one backward pass through it (captum's
+attributions recompute the forward pass for every target). Gradients flow only to the tensor asked for: parameters' ``.grad`` is never
 touched.
 """
 
@@ -12,11 +12,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import torch
 
 from wsol_bench.models import Classifier
-from wsol_bench.saliency.base import TargetChooser
+from wsol_bench.saliency.base import SaliencyStep
 
 
 def model_layout(x: torch.Tensor) -> torch.Tensor:
@@ -59,46 +60,43 @@ def rank_gradients(
         yield k, grad
 
 
-def maps_per_rank(
-    logits: torch.Tensor,
-    wrt: torch.Tensor,
-    targets: torch.Tensor,
-    to_map: Callable[[torch.Tensor], torch.Tensor],
-    size: tuple[int, int],
-) -> torch.Tensor:
-    """``(K, N, *size)`` float32 CPU maps: ``to_map(gradient of rank k)`` (``(N, *size)``);
-    zero where the target is ``-1``."""
-    valid = (targets >= 0).cpu()
-    maps = torch.zeros((targets.shape[0], logits.shape[0], *size), dtype=torch.float32)
-    for k, grad in rank_gradients(logits, wrt, targets):
-        maps[k] = to_map(grad).float().cpu()
-        maps[k, ~valid[k]] = 0.0
-    return maps
+@dataclass
+class BackwardStep(SaliencyStep):
+    """A forward pass kept as a graph from ``graph_logits`` back to ``wrt``; the maps of rank
+    ``k`` are ``to_map(d(sum_n logits[n, targets[k, n]]) / d wrt)``, one backward pass per rank
+    (:func:`rank_gradients`), zero where the target is ``-1``. The graph is freed after the
+    last rank, so :meth:`maps` is called once."""
+
+    graph_logits: torch.Tensor
+    wrt: torch.Tensor
+    to_map: Callable[[torch.Tensor], torch.Tensor]
+    size: tuple[int, int]
+    logits: torch.Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.logits = self.graph_logits.detach().float()
+
+    def maps(self, targets: torch.Tensor) -> torch.Tensor:
+        valid = (targets >= 0).cpu()
+        out = torch.zeros((targets.shape[0], self.graph_logits.shape[0], *self.size), dtype=torch.float32)
+        with torch.enable_grad():
+            for k, grad in rank_gradients(self.graph_logits, self.wrt, targets):
+                out[k] = self.to_map(grad).float().cpu()
+                out[k, ~valid[k]] = 0.0
+        return out
 
 
-def forward_then_ranks(
+def backward_step(
     classifier: Classifier,
     forward: Callable[[], tuple[torch.Tensor, torch.Tensor]],
-    choose_targets: TargetChooser,
     to_map: Callable[[torch.Tensor], torch.Tensor],
     size: tuple[int, int],
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``forward()`` -> ``(logits, wrt)``; then the maps of the targets chosen from the logits.
-
-    Returns ``(N, C)`` float32 logits and ``(K, N, *size)`` maps (:func:`maps_per_rank`).
-    """
+) -> BackwardStep:
+    """``forward()`` -> ``(logits, wrt)`` under gradients, checked, as a :class:`BackwardStep`."""
     with torch.enable_grad():
         logits, wrt = forward()
-        check_scores(classifier, logits, wrt.shape[0])
-        detached = logits.detach().float()
-        targets = choose_targets(detached).to(logits.device)
-        return detached, maps_per_rank(logits, wrt, targets, to_map, size)
-
-
-def fixed_targets(targets: torch.Tensor) -> TargetChooser:
-    """A chooser returning ``targets`` (``(N,)``) as the only rank: ``attribute`` through
-    ``scores_and_maps``."""
-    return lambda _logits: targets.view(1, -1)
+    check_scores(classifier, logits, wrt.shape[0])
+    return BackwardStep(logits, wrt, to_map, size)
 
 
 @contextmanager

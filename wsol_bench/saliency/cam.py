@@ -27,8 +27,8 @@ import torch
 from torch import nn
 
 from wsol_bench.models import Classifier
-from wsol_bench.saliency.backprop import captured_outputs, check_scores, fixed_targets, model_layout, upsample
-from wsol_bench.saliency.base import SaliencyMethod, TargetChooser
+from wsol_bench.saliency.backprop import captured_outputs, check_scores, model_layout, upsample
+from wsol_bench.saliency.base import SaliencyMethod, SaliencyStep
 
 RTOL = 1e-4  # of the largest |logit|, for the head check
 
@@ -64,12 +64,7 @@ class Cam(SaliencyMethod):
     name: ClassVar[str] = "cam"
     cost: ClassVar[tuple[str, str]] = ("1 per crop", "0")
 
-    def attribute(self, classifier: Classifier, crops: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return self.scores_and_maps(classifier, crops, fixed_targets(targets))[1][0]
-
-    def scores_and_maps(
-        self, classifier: Classifier, crops: torch.Tensor, choose_targets: TargetChooser
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, classifier: Classifier, crops: torch.Tensor) -> CamStep:
         """One forward pass without gradients; every rank's map from the same feature maps."""
         name, layer = classifier.feature_module(crops.shape[-1])
         linears = [m for m in classifier.module.modules() if isinstance(m, nn.Linear)]
@@ -80,13 +75,26 @@ class Cam(SaliencyMethod):
             raise ValueError(f"cam: the target layer {name!r} of {classifier.name} is not called in its forward pass")
         activations = features[layer]
         weight, _ = linear_head(classifier, activations, logits, name, next(reversed(called), None))
-        logits = logits.float()
-        targets = choose_targets(logits).to(activations.device)
-        size = tuple(crops.shape[2:])
-        maps = torch.zeros((targets.shape[0], crops.shape[0], *size), dtype=torch.float32)
+        return CamStep(logits.float(), activations, weight, tuple(crops.shape[2:]))
+
+
+@dataclass
+class CamStep(SaliencyStep):
+    """The feature maps ``A`` (``(N, C', h', w')``) and the head's weights ``W``; a rank's map is
+    ``upsample(ReLU(W[c] . A))``."""
+
+    logits: torch.Tensor
+    activations: torch.Tensor
+    weight: torch.Tensor
+    size: tuple[int, int]
+
+    def maps(self, targets: torch.Tensor) -> torch.Tensor:
+        targets = targets.to(self.activations.device)
+        out = torch.zeros((targets.shape[0], self.activations.shape[0], *self.size), dtype=torch.float32)
         for k in range(targets.shape[0]):
             rows = torch.nonzero(targets[k] >= 0).flatten()
             if len(rows):
-                cams = torch.einsum("nc,nchw->nhw", weight[targets[k, rows]].float(), activations[rows].float())
-                maps[k, rows.cpu()] = upsample(cams.clamp(min=0), size).cpu()
-        return logits, maps
+                cams = torch.einsum("nc,nchw->nhw", self.weight[targets[k, rows]].float(),
+                                    self.activations[rows].float())
+                out[k, rows.cpu()] = upsample(cams.clamp(min=0), self.size).cpu()
+        return out

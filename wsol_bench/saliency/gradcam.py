@@ -8,7 +8,7 @@ output) and ``S_c`` the class logit::
 
 ``upsample``: bilinear to the crop size, ``align_corners=False``. Equal to captum's
 ``LayerGradCam(..., relu_attributions=True)`` followed by ``LayerAttribution.interpolate``
-(``bilinear``), which :meth:`GradCam.attribute` calls.
+(``bilinear``): the test reference.
 
 Cost: one forward pass per crop and, per class rank, one backward pass from the logits to
 the target layer only (the head: cheap next to a full backward pass).
@@ -22,8 +22,8 @@ from typing import ClassVar
 import torch
 
 from wsol_bench.models import Classifier
-from wsol_bench.saliency.backprop import captured_outputs, forward_then_ranks, model_layout, upsample
-from wsol_bench.saliency.base import SaliencyMethod, TargetChooser
+from wsol_bench.saliency.backprop import BackwardStep, backward_step, captured_outputs, model_layout, upsample
+from wsol_bench.saliency.base import SaliencyMethod
 
 
 def grad_cam(activations: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
@@ -39,26 +39,13 @@ class GradCam(SaliencyMethod):
     name: ClassVar[str] = "gradcam"
     cost: ClassVar[tuple[str, str]] = ("1 per crop", "1 per crop and class, to the target layer only")
 
-    def attribute(self, classifier: Classifier, crops: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """captum's ``LayerGradCam`` (ReLU) upsampled bilinearly by ``LayerAttribution.interpolate``."""
-        from captum.attr import LayerAttribution, LayerGradCam
-
-        _, layer = classifier.feature_module(crops.shape[-1])
-        with torch.enable_grad():
-            cams = LayerGradCam(classifier.logits, layer).attribute(
-                crops.detach(), target=targets.to(crops.device), relu_attributions=True
-            )
-        return LayerAttribution.interpolate(cams.detach(), tuple(crops.shape[2:]), "bilinear")[:, 0].float()
-
-    def scores_and_maps(
-        self, classifier: Classifier, crops: torch.Tensor, choose_targets: TargetChooser
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One forward pass, then per class rank one backward pass to the target layer."""
+    def forward(self, classifier: Classifier, crops: torch.Tensor) -> BackwardStep:
+        """One forward pass; each class rank's maps then cost one backward pass to the target layer."""
         name, layer = classifier.feature_module(crops.shape[-1])
         size = tuple(crops.shape[2:])
         held: dict[str, torch.Tensor] = {}
 
-        def forward() -> tuple[torch.Tensor, torch.Tensor]:
+        def run() -> tuple[torch.Tensor, torch.Tensor]:
             x = model_layout(crops.detach()).requires_grad_(True)  # so A is on the graph even with frozen weights
             with captured_outputs([layer]) as found:
                 logits = classifier.logits(x)
@@ -67,5 +54,4 @@ class GradCam(SaliencyMethod):
             held["A"] = found[layer]
             return logits, held["A"]
 
-        return forward_then_ranks(classifier, forward, choose_targets,
-                                  lambda grad: upsample(grad_cam(held["A"], grad), size), size)
+        return backward_step(classifier, run, lambda grad: upsample(grad_cam(held["A"], grad), size), size)

@@ -20,8 +20,8 @@ from typing import ClassVar
 import torch
 
 from wsol_bench.models import Classifier
-from wsol_bench.saliency.backprop import check_scores, forward_then_ranks, model_layout
-from wsol_bench.saliency.base import SaliencyMethod, TargetChooser, max_abs_over_channels
+from wsol_bench.saliency.backprop import BackwardStep, backward_step, model_layout
+from wsol_bench.saliency.base import SaliencyMethod, max_abs_over_channels
 
 
 @dataclass(frozen=True)
@@ -31,22 +31,11 @@ class Gradient(SaliencyMethod):
     name: ClassVar[str] = "gradient"
     cost: ClassVar[tuple[str, str]] = ("1 per crop", "1 per crop and class")
 
-    def attribute(self, classifier: Classifier, crops: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        with torch.enable_grad():
-            x = model_layout(crops.detach()).requires_grad_(True)
-            logits = classifier.logits(x)
-            check_scores(classifier, logits, x.shape[0])
-            score = logits.gather(1, targets.view(-1, 1).to(logits.device)).sum()
-            (grad,) = torch.autograd.grad(score, x)
-        return max_abs_over_channels(grad)
+    def forward(self, classifier: Classifier, crops: torch.Tensor) -> BackwardStep:
+        """One forward pass; each class rank's maps then cost one backward pass through it."""
 
-    def scores_and_maps(
-        self, classifier: Classifier, crops: torch.Tensor, choose_targets: TargetChooser
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One forward pass, then one backward pass per class rank through the same graph."""
-
-        def forward() -> tuple[torch.Tensor, torch.Tensor]:
+        def run() -> tuple[torch.Tensor, torch.Tensor]:
             x = model_layout(crops.detach()).requires_grad_(True)
             return classifier.logits(x), x
 
-        return forward_then_ranks(classifier, forward, choose_targets, max_abs_over_channels, tuple(crops.shape[2:]))
+        return backward_step(classifier, run, max_abs_over_channels, tuple(crops.shape[2:]))

@@ -2,7 +2,8 @@
 
 The input is the crop in the classifier's *normalised* space, ``x_n = (x - mean) / std``
 (what the network's first layer sees), and the attribution is ``x_n * dS_c / dx_n``, as
-captum's ``InputXGradient`` on ``classifier.module``. Since ``dS/dx_n = std * dS/dx``, this
+captum's ``InputXGradient`` on ``classifier.module`` (the tests' reference). Since
+``dS/dx_n = std * dS/dx``, this
 equals ``(x - mean) * dS/dx`` in ``[0, 1]`` space: the gradient weighted by the pixel's
 distance from the normalisation mean (the first-order term of integrated gradients from a
 mean-colour baseline), independent of ``std``. In raw ``[0, 1]`` space a black pixel would
@@ -21,8 +22,8 @@ from typing import ClassVar
 import torch
 
 from wsol_bench.models import Classifier
-from wsol_bench.saliency.backprop import forward_then_ranks, model_layout
-from wsol_bench.saliency.base import SaliencyMethod, TargetChooser, max_abs_over_channels
+from wsol_bench.saliency.backprop import BackwardStep, backward_step, model_layout
+from wsol_bench.saliency.base import SaliencyMethod, max_abs_over_channels
 
 
 @dataclass(frozen=True)
@@ -32,24 +33,12 @@ class GradientXInput(SaliencyMethod):
     name: ClassVar[str] = "gradient_x_input"
     cost: ClassVar[tuple[str, str]] = ("1 per crop", "1 per crop and class")
 
-    def attribute(self, classifier: Classifier, crops: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """captum's ``InputXGradient`` on the normalised crops."""
-        from captum.attr import InputXGradient
-
-        with torch.enable_grad():
-            x = classifier.normalise(crops.detach()).requires_grad_(True)
-            attributions = InputXGradient(classifier.module).attribute(x, target=targets.to(x.device))
-        return max_abs_over_channels(attributions)
-
-    def scores_and_maps(
-        self, classifier: Classifier, crops: torch.Tensor, choose_targets: TargetChooser
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One forward pass, then one backward pass per class rank through the same graph."""
+    def forward(self, classifier: Classifier, crops: torch.Tensor) -> BackwardStep:
+        """One forward pass; each class rank's maps then cost one backward pass through it."""
         x_n = classifier.normalise(crops.detach())
 
-        def forward() -> tuple[torch.Tensor, torch.Tensor]:
+        def run() -> tuple[torch.Tensor, torch.Tensor]:
             x = model_layout(x_n).requires_grad_(True)
             return classifier.module(x), x
 
-        return forward_then_ranks(classifier, forward, choose_targets, lambda grad: max_abs_over_channels(x_n * grad),
-                                  tuple(crops.shape[2:]))
+        return backward_step(classifier, run, lambda grad: max_abs_over_channels(x_n * grad), tuple(crops.shape[2:]))

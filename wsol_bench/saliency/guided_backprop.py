@@ -30,8 +30,8 @@ import torch
 from torch import nn
 
 from wsol_bench.models import Classifier
-from wsol_bench.saliency.backprop import fixed_targets, forward_then_ranks, model_layout
-from wsol_bench.saliency.base import SaliencyMethod, TargetChooser, max_abs_over_channels
+from wsol_bench.saliency.backprop import BackwardStep, backward_step, model_layout
+from wsol_bench.saliency.base import SaliencyMethod, max_abs_over_channels
 
 #: activation modules whose backward pass is guided (subclasses included)
 GUIDED_ACTIVATIONS: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6)
@@ -69,15 +69,10 @@ class GuidedBackprop(SaliencyMethod):
     name: ClassVar[str] = "guided_backprop"
     cost: ClassVar[tuple[str, str]] = ("1 per crop", "1 per crop and class")
 
-    def attribute(self, classifier: Classifier, crops: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return self.scores_and_maps(classifier, crops, fixed_targets(targets))[1][0]
+    def forward(self, classifier: Classifier, crops: torch.Tensor) -> BackwardStep:
+        """One guided forward pass; each class rank's maps then cost one backward pass through it."""
 
-    def scores_and_maps(
-        self, classifier: Classifier, crops: torch.Tensor, choose_targets: TargetChooser
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One guided forward pass, then one backward pass per class rank through it."""
-
-        def forward() -> tuple[torch.Tensor, torch.Tensor]:
+        def run() -> tuple[torch.Tensor, torch.Tensor]:
             x = model_layout(crops.detach()).requires_grad_(True)
             with guided_activations(classifier.module) as rewired:
                 logits = classifier.logits(x)
@@ -88,4 +83,4 @@ class GuidedBackprop(SaliencyMethod):
                 )
             return logits, x
 
-        return forward_then_ranks(classifier, forward, choose_targets, max_abs_over_channels, tuple(crops.shape[2:]))
+        return backward_step(classifier, run, max_abs_over_channels, tuple(crops.shape[2:]))

@@ -7,7 +7,10 @@ For images already resized to shorter side ``resize`` (256):
 2. the image's class scores are the **logits** (never softmax) averaged over its crops;
    its classes are the ``top_k`` by mean logit, best first (ties: lower index), then any
    requested extra classes (e.g. the ground truth) not already among them;
-3. the method gives one map per crop and class (:mod:`wsol_bench.saliency.base`);
+3. the method gives one map per crop and class (:mod:`wsol_bench.saliency.base`): one
+   forward pass over all crops, then the maps of the chosen classes; what it returns is
+   checked (logits ``(N, C)`` and finite, maps ``(K, N, h, w)`` and non-negative), and a
+   violation is an error naming the model or the method;
 4. a reflected crop's map is flipped back; the crop maps are pasted into the resized frame
    and averaged where they overlap (pixels no crop covers are 0).
 
@@ -26,7 +29,7 @@ import torch
 
 from wsol_bench.models import Classifier
 from wsol_bench.registry import require
-from wsol_bench.saliency.base import SaliencyMethod
+from wsol_bench.saliency.base import SaliencyMethod, checked_maps
 from wsol_bench.saliency.crops import CROP_COUNTS, crop_tensors, crop_windows, paste_maps
 
 
@@ -112,25 +115,40 @@ def image_saliency(
     windows = [crop_windows(im.shape[0], im.shape[1], settings.crop, settings.crops) for im in images]
     n_img, n_crops = len(images), len(windows[0])
     crops = torch.stack([c for im, win in zip(images, windows) for c in crop_tensors(image_tensor(im, device), win)])
-    chosen: dict[str, list] = {}
-
-    def choose(logits: torch.Tensor) -> torch.Tensor:
-        mean_logits = logits.reshape(n_img, n_crops, logits.shape[1]).mean(dim=1).cpu().numpy()
-        classes = [select_classes(mean_logits[i], settings.top_k, None if extra_classes is None else extra_classes[i])
-                   for i in range(n_img)]
-        chosen["mean_logits"], chosen["classes"] = list(mean_logits), classes
-        targets = torch.full((max(len(c) for c in classes), n_img * n_crops), -1, dtype=torch.long)
-        for i, cls in enumerate(classes):
-            targets[: len(cls), i * n_crops : (i + 1) * n_crops] = torch.from_numpy(cls)[:, None]
-        return targets
-
+    with torch.enable_grad():  # a caller's no_grad must not reach the methods that need gradients
+        step = method.forward(classifier, crops)
+    logits = checked_logits(classifier, step.logits, n_img * n_crops)
+    mean_logits = logits.reshape(n_img, n_crops, logits.shape[1]).mean(dim=1).cpu().numpy()
+    classes = [select_classes(mean_logits[i], settings.top_k, None if extra_classes is None else extra_classes[i])
+               for i in range(n_img)]
+    targets = torch.full((max(len(c) for c in classes), n_img * n_crops), -1, dtype=torch.long)
+    for i, cls in enumerate(classes):
+        targets[: len(cls), i * n_crops : (i + 1) * n_crops] = torch.from_numpy(cls)[:, None]
     with torch.enable_grad():
-        _, maps = method.scores_and_maps(classifier, crops, choose)
-    maps = np.asarray(maps.detach().cpu().numpy() if isinstance(maps, torch.Tensor) else maps, dtype=np.float32)
+        maps = step.maps(targets.to(device))
+    maps_np = checked_maps(method, maps, (targets.shape[0], *crops.shape[:1], *crops.shape[2:])).numpy()
     out = []
     for i in range(n_img):
-        cls = chosen["classes"][i]
         rows = slice(i * n_crops, (i + 1) * n_crops)
-        pasted = paste_maps(maps[: len(cls), rows], windows[i], (int(images[i].shape[0]), int(images[i].shape[1])))
-        out.append(SaliencyResult(chosen["mean_logits"][i].astype(np.float32), cls, pasted))
+        frame = (int(images[i].shape[0]), int(images[i].shape[1]))
+        pasted = paste_maps(maps_np[: len(classes[i]), rows], windows[i], frame)
+        out.append(SaliencyResult(mean_logits[i].astype(np.float32), classes[i], pasted))
     return out
+
+
+class ModelOutputError(ValueError):
+    """The classifier's output is not ``(N, num_classes)`` finite logits."""
+
+
+def checked_logits(classifier: Classifier, logits: object, n: int) -> torch.Tensor:
+    """``logits`` as float32 if they are ``(n, C)`` and finite; else :class:`ModelOutputError`
+    naming the model."""
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != n:
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ModelOutputError(f"{classifier.name}: expected ({n}, num_classes) logits for {n} crops, got {shape}")
+    logits = logits.detach().float()
+    if not bool(torch.isfinite(logits).all()):
+        bad = int((~torch.isfinite(logits)).any(dim=1).sum())
+        raise ModelOutputError(f"{classifier.name}: the model returned NaN or infinite logits for {bad} of {n} "
+                               "crops (broken weights, or inputs outside what it was trained on)")
+    return logits

@@ -13,10 +13,8 @@ quadrature error: :meth:`IntegratedGradients.completeness` reports the gap.
 
 Cost: one forward pass per crop for the scores, then per path point one forward pass per
 crop and one backward pass per crop and class rank (:mod:`~wsol_bench.saliency.backprop`),
-``max_batch`` network inputs at a time (or all the call's crops, if more).
-:meth:`~IntegratedGradients.attribute` is captum's ``IntegratedGradients`` itself
-(``n_steps`` forward and backward passes per crop); ranks share the forward passes only in
-:meth:`~IntegratedGradients.scores_and_maps`.
+``max_batch`` network inputs at a time (or all the call's crops, if more); the class ranks
+share the forward passes. The tests check the maps against captum's ``IntegratedGradients``.
 """
 
 from __future__ import annotations
@@ -30,7 +28,7 @@ import torch
 from wsol_bench.models import Classifier
 from wsol_bench.registry import require
 from wsol_bench.saliency.backprop import check_scores, clean_scores, model_layout, rank_gradients
-from wsol_bench.saliency.base import SaliencyMethod, TargetChooser, max_abs_over_channels
+from wsol_bench.saliency.base import SaliencyMethod, SaliencyStep, max_abs_over_channels
 
 
 def gauss_legendre(n_steps: int) -> tuple[np.ndarray, np.ndarray]:
@@ -54,45 +52,22 @@ class IntegratedGradients(SaliencyMethod):
     def __post_init__(self) -> None:
         require(1 <= self.n_steps <= 1000, "n_steps", self.n_steps, "between 1 and 1000")
 
-    def attribute(self, classifier: Classifier, crops: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """captum's ``IntegratedGradients`` (black baseline, Gauss-Legendre), ``max_c |.|``."""
-        return max_abs_over_channels(self._captum(classifier, crops, targets, delta=False))
+    def forward(self, classifier: Classifier, crops: torch.Tensor) -> SaliencyStep:
+        """Scores of the crops (no gradients); the maps integrate along the path on request."""
+        return IntegratedStep(clean_scores(classifier, crops), crops.detach(), self, classifier)
 
     def completeness(
         self, classifier: Classifier, crops: torch.Tensor, targets: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(N,)`` float64 ``S_c(x) - S_c(black)`` and the gap ``sum(a) - (S_c(x) - S_c(black))``
-        (captum's ``return_convergence_delta``), for ``targets`` (``(N,)``)."""
-        _, delta = self._captum(classifier, crops, targets, delta=True)
+        for ``targets`` (``(N,)``): how far the quadrature is from completeness."""
         with torch.no_grad():
             rows = torch.arange(crops.shape[0], device=crops.device)
             t = targets.to(crops.device)
             at_x = classifier.logits(crops)[rows, t].double()
             change = at_x - classifier.logits(torch.zeros_like(crops))[rows, t].double()
-        return change.cpu(), delta.double().cpu()
-
-    def _captum(
-        self, classifier: Classifier, crops: torch.Tensor, targets: torch.Tensor, delta: bool
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        from captum.attr import IntegratedGradients as CaptumIG
-
-        with torch.enable_grad():
-            return CaptumIG(classifier.logits).attribute(
-                crops.detach(), baselines=0.0, target=targets.to(crops.device), n_steps=self.n_steps,
-                method="gausslegendre", internal_batch_size=max(self.max_batch, crops.shape[0]),
-                return_convergence_delta=delta,
-            )
-
-    def scores_and_maps(
-        self, classifier: Classifier, crops: torch.Tensor, choose_targets: TargetChooser
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scores of the crops (no gradients), then the maps of the chosen targets."""
-        logits = clean_scores(classifier, crops)
-        targets = choose_targets(logits).to(crops.device)
-        maps = max_abs_over_channels(self.attributions(classifier, crops, targets).flatten(0, 1))
-        maps = maps.view(*targets.shape, *crops.shape[2:]).cpu()
-        maps[(targets < 0).cpu()] = 0.0
-        return logits, maps
+        total = self.attributions(classifier, crops, t.view(1, -1))[0].sum(dim=(1, 2, 3)).double()
+        return change.cpu(), (total - change).cpu()
 
     def attributions(self, classifier: Classifier, crops: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """``(K, N, 3, h, w)`` float32 signed attributions of ``targets`` (``(K, N)``, ``-1``:
@@ -114,3 +89,20 @@ class IntegratedGradients(SaliencyMethod):
                 for k, grad in rank_gradients(logits, x, targets.repeat(1, len(a))):
                     total[k] += torch.einsum("s,sn...->n...", w, grad.float().reshape(len(a), *crops.shape))
         return total * crops[None].float()
+
+
+@dataclass
+class IntegratedStep(SaliencyStep):
+    """The crops' scores; all ranks' maps from the same path points (:meth:`IntegratedGradients.attributions`)."""
+
+    logits: torch.Tensor
+    crops: torch.Tensor
+    method: IntegratedGradients
+    classifier: Classifier
+
+    def maps(self, targets: torch.Tensor) -> torch.Tensor:
+        targets = targets.to(self.crops.device)
+        attributions = self.method.attributions(self.classifier, self.crops, targets)
+        maps = max_abs_over_channels(attributions.flatten(0, 1)).view(*targets.shape, *self.crops.shape[2:]).cpu()
+        maps[(targets < 0).cpu()] = 0.0
+        return maps

@@ -19,7 +19,7 @@ from wsol_bench.models import Classifier, ModelSpec
 from wsol_bench.pipeline.engine import EngineSettings
 from wsol_bench.pipeline.launch import loader_workers_for, parse_processes, segmentation_workers_for
 from wsol_bench.registry import make_params
-from wsol_bench.saliency import SALIENCY_METHODS, CropSettings, SaliencyMethod
+from wsol_bench.saliency import SALIENCY_METHODS, CropSettings, SaliencyMethod, saliency_method
 from wsol_bench.segmentation import BOX_EXTRACTORS, BoxExtractor
 
 #: keys of the ``saliency`` section that are not the method's parameters
@@ -72,7 +72,7 @@ def saliency_parts(cfg: DictConfig) -> tuple[SaliencyMethod, CropSettings, dict[
         raise ValueError(f"saliency.method is not set (one of {', '.join(SALIENCY_METHODS.names())})")
     engine = {k: values.pop(k) for k in SALIENCY_ENGINE_KEYS if k in values}
     crops = make_params(CropSettings, {k: values.pop(k) for k in CROP_KEYS if k in values}, "saliency")
-    method = SALIENCY_METHODS.create(str(name), values, "saliency")
+    method = saliency_method(str(name), values.pop("noise_tunnel", None), **values)
     return method, crops, engine
 
 
