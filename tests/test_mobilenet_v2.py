@@ -17,7 +17,7 @@ from wsol_bench.frames import resize_shorter_side
 from wsol_bench.models import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, build_classifier
 from wsol_bench.models import torchvision_models
 from wsol_bench.models.batchnorm import fold_batchnorm
-from wsol_bench.saliency import CropSettings, image_saliency, saliency_method
+from wsol_bench.saliency import CropSettings, attribution_maps, image_saliency, saliency_method
 from wsol_bench.saliency.guided_backprop import guided_activations
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
@@ -90,8 +90,8 @@ def test_cam_and_gradcam_on_the_features(mobilenet) -> None:
         targets = mobilenet.logits(x).argmax(dim=1)
     handle.remove()
     assert seen == [(2, 1280, 7, 7)]
-    cam = saliency_method("cam").attribute(mobilenet, x, targets)
-    gradcam = saliency_method("gradcam").attribute(mobilenet, x, targets)
+    cam = attribution_maps(saliency_method("cam"), mobilenet, x, targets)
+    gradcam = attribution_maps(saliency_method("gradcam"), mobilenet, x, targets)
     assert cam.shape == gradcam.shape == (2, 224, 224)
     assert (cam.flatten(1).amax(dim=1) > 0).all()
     torch.testing.assert_close(gradcam * 49, cam, rtol=1e-3, atol=1e-4 * float(cam.max()))
@@ -111,8 +111,8 @@ def test_guided_backprop_rewires_the_relu6_modules(mobilenet) -> None:
         mobilenet.logits(x[1:].requires_grad_(True))
     assert rewired[0] == 35  # each called once
     targets = torch.tensor([max(CATS)])
-    guided = saliency_method("guided_backprop").attribute(mobilenet, x[1:], targets)
-    plain = saliency_method("gradient").attribute(mobilenet, x[1:], targets)
+    guided = attribution_maps(saliency_method("guided_backprop"), mobilenet, x[1:], targets)
+    plain = attribution_maps(saliency_method("gradient"), mobilenet, x[1:], targets)
     assert guided.shape == plain.shape == (1, 224, 224) and torch.isfinite(guided).all()
     assert not torch.allclose(guided, plain)
 
