@@ -33,6 +33,7 @@ from wsol_bench.files import sha256_file  # noqa: E402
 from wsol_bench.frames import resize_shorter_side  # noqa: E402
 from wsol_bench.pipeline.engine import Pipeline  # noqa: E402
 from wsol_bench.saliency.cache import SaliencyCache  # noqa: E402
+from wsol_bench.segmentation import localise_image  # noqa: E402
 from wsol_bench.tasks.factory import localisation_plan, resolve_demo, section  # noqa: E402
 
 
@@ -42,7 +43,7 @@ def _score(args) -> list[list[float]]:
     for extractor in extractors:
         hits = []
         for resized, gt_map, original, gt_boxes in items:
-            box = extractor.localise(extractor.prepare(resized), gt_map).box.scaled(resized.shape[:2], original)
+            [box] = localise_image(extractor, resized, [gt_map], original).boxes
             hits.append(float(iou_inclusive(np.array(box.coords, float)[None], gt_boxes).max() >= 0.5))
         out.append(hits)
     return out

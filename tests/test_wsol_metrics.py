@@ -14,14 +14,8 @@ import pytest
 import yaml
 
 from wsol_bench.boxes import Box, ImageAnnotation
-from wsol_bench.data.scoremaps import (
-    evaluate_scoremaps,
-    read_metadata,
-    read_scoremap,
-    write_metadata,
-    write_sample_scoremap,
-    write_scoremap,
-)
+from wsol_bench.data.scoremaps import read_metadata, read_scoremap, write_metadata, write_scoremap
+from wsol_bench.frames import wsol_scoremap
 from wsol_bench.metrics import METRICS, ImageResult, MapSample
 from wsol_bench.metrics.maxboxacc import (
     MaxBoxAcc,
@@ -32,8 +26,9 @@ from wsol_bench.metrics.maxboxacc import (
     multiple_iou,
     resize_gt_box,
     threshold_hits,
-    wsol_scoremap,
 )
+from wsol_bench.metrics.scoring import score_maps
+from wsol_bench.reports.sections import section_of
 from wsol_bench.metrics.pointing_game import (
     PointingGame,
     point_hits,
@@ -368,14 +363,15 @@ def test_default_config_runs_all_three_metrics():
 def test_artifacts_curve_csv_and_plot(tmp_path, samples):
     ev = MaxBoxAcc()
     summary = run_evaluator(ev, samples)
-    ev.write_artifacts(tmp_path, summary)
+    section = section_of("maxboxacc")
+    section.artifacts(ev, summary, tmp_path)
     lines = (tmp_path / "maxboxacc_curve.csv").read_text().splitlines()
     assert lines[0] == "threshold,maxboxacc,all_boxes_iou30,all_boxes_iou50,all_boxes_iou70"
     assert len(lines) == 101 and lines[30].startswith("0.29,")
     assert (tmp_path / "maxboxacc_curve.png").stat().st_size > 1000
-    text = "\n".join(ev.report_lines(summary))
+    text = "\n".join(section.lines(ev, summary))
     assert "MaxBoxAccV2" in text and f"{summary['maxboxacc']:.2f}" in text
-    assert ev.table_columns(summary) == {"maxboxacc": summary["maxboxacc"], "maxboxacc_v2": summary["maxboxacc_v2"]}
+    assert section.columns(ev, summary) == {"maxboxacc": summary["maxboxacc"], "maxboxacc_v2": summary["maxboxacc_v2"]}
 
 
 # --------------------------------------------------------------------------------------------
@@ -602,7 +598,7 @@ def test_pointing_class_mean_is_over_classes():
 def test_export_round_trip(tmp_path, samples):
     folder = tmp_path / "scoremaps"
     for s in samples:
-        write_sample_scoremap(folder, s)
+        write_scoremap(folder, s.image_id, s.map_of(s.annotation.label))
     gt = {s.image_id: s.annotation for s in samples}
     meta_dir = write_metadata(folder, {k: ImageAnnotation(k, None, None, a.boxes) for k, a in gt.items()},
                               original_sizes={s.image_id: s.original_size for s in samples})
@@ -624,7 +620,7 @@ def test_export_round_trip(tmp_path, samples):
 
     # scoring the folder (sizes from the metadata) gives the run's MaxBoxAcc exactly
     run = {**run_evaluator(MaxBoxAcc(), samples), **run_evaluator(PointingGame(), samples)}
-    folder_summary = evaluate_scoremaps(folder, {k: ImageAnnotation(k, None, None, a.boxes) for k, a in gt.items()})
+    folder_summary = scoremap_figures(folder, {k: ImageAnnotation(k, None, None, a.boxes) for k, a in gt.items()})
     for key in ("maxboxacc", "maxboxacc_v2", "maxboxacc_v2_at_iou", "maxboxacc_best_threshold", "maxboxacc_curve"):
         assert folder_summary[key] == run[key], key
     assert folder_summary["pointing_game"] == run["pointing_game"]  # blob peaks survive the 224 detour here
@@ -637,26 +633,30 @@ def test_export_round_trip(tmp_path, samples):
     assert [folder_summary["maxboxacc_v2_at_iou"][k] for k in ("30", "50", "70")] == v2
 
 
+def scoremap_figures(folder, ground_truth, **options) -> dict:
+    return score_maps(folder, ground_truth, [MaxBoxAcc(), PointingGame()], **options).figures
+
+
 def test_scoring_a_folder_checks_maps_and_sizes(tmp_path):
     ann = ImageAnnotation("x", None, None, (Box(0, 0, 10, 10, CLS),))
-    with pytest.raises(FileNotFoundError, match="no score map"):
-        evaluate_scoremaps(tmp_path, {"x": ann}, original_sizes={"x": (50, 50)})
+    with pytest.raises(ValueError, match="1 of the 1 evaluated images have no score map"):
+        scoremap_figures(tmp_path, {"x": ann}, original_sizes={"x": (50, 50)})
     np.save(tmp_path / "x.npy", np.full((224, 224), 1.5))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        evaluate_scoremaps(tmp_path, {"x": ann}, original_sizes={"x": (50, 50)})
+        scoremap_figures(tmp_path, {"x": ann}, original_sizes={"x": (50, 50)})
     np.save(tmp_path / "x.npy", np.zeros((100, 100)))
     with pytest.raises(ValueError, match="224 x 224"):
-        evaluate_scoremaps(tmp_path, {"x": ann}, original_sizes={"x": (50, 50)})
+        scoremap_figures(tmp_path, {"x": ann}, original_sizes={"x": (50, 50)})
     write_scoremap(tmp_path, "x", np.ones((60, 60)))
     with pytest.raises(ValueError, match="size is unknown"):
-        evaluate_scoremaps(tmp_path, {"x": ann})
+        scoremap_figures(tmp_path, {"x": ann})
     # a foreign map is used as it is (not renormalised): a map peaking at 100/255
     levels = np.zeros((224, 224))
     levels[223, 223] = 100
     levels[0:112, 0:112] = 29  # foreground at t = 0.29 only through int(28.999...) = 28
     np.save(tmp_path / "x.npy", u8map(levels))
     ann = ImageAnnotation("x", 224, 224, (Box(0, 0, 111, 111, CLS),))
-    summary = evaluate_scoremaps(tmp_path, {"x": ann})
+    summary = scoremap_figures(tmp_path, {"x": ann})
     assert summary["maxboxacc"] == 100.0
     assert summary["maxboxacc_curve"][29] == 100.0 and summary["maxboxacc_curve"][30] == 0.0
 

@@ -72,6 +72,3 @@ class PeakInBox(Evaluator):
 
     def compute(self) -> dict:
         return {"peak_in_box": self.hits / self.n}
-
-    def table_columns(self, summary) -> dict:
-        return {"peak_in_box": summary["peak_in_box"]}

@@ -26,7 +26,7 @@ from wsol_bench.data.synsets import SynsetTable, default_synsets
 from wsol_bench.frames import map_to_original, resize_shorter_side
 from wsol_bench.models import Classifier, ModelSpec, build_classifier, wrap_module
 from wsol_bench.saliency import CropSettings, SaliencyMethod, image_saliency, saliency_method
-from wsol_bench.segmentation import BoxExtractor, Localisation, box_extractor
+from wsol_bench.segmentation import BoxExtractor, Localisation, box_extractor, localise_image
 
 
 @dataclass
@@ -113,15 +113,14 @@ def localise(
     rgb = as_rgb(image)
     resized = resize_shorter_side(rgb, settings.resize)
     [result] = image_saliency(method, classifier, [resized], settings, extra_classes=[list(classes)])
-    prepared = segmenter.prepare(resized)
-    frame, original = resized.shape[:2], rgb.shape[:2]
+    original = rgb.shape[:2]
     table = synsets or default_synsets()
     indices = [int(c) for c in result.classes]
     names = [table.wnid(c) if len(result.logits) == len(table) else str(c) for c in indices]
-    located = [segmenter.localise(prepared, m) for m in result.maps]
-    boxes = [loc.box.scaled(frame, original).labelled(name) for loc, name in zip(located, names)]
+    located = localise_image(segmenter, resized, result.maps, original)
+    boxes = [box.labelled(name) for box, name in zip(located.boxes, names)]
     maps = np.stack([map_to_original(m, original) for m in result.maps])
-    return Localised(names, indices, [float(result.logits[c]) for c in indices], boxes, maps, located)
+    return Localised(names, indices, [float(result.logits[c]) for c in indices], boxes, maps, located.localisations)
 
 
 def evaluate(

@@ -23,18 +23,25 @@ def current_umask() -> int:
     return mask
 
 
+class OutputError(OSError):
+    """The harness could not write one of its own output files (full disk, permissions): the
+    run stops with the file named; never an image's failure."""
+
+
 def atomic_write(path: str | Path, data: bytes | str, fsync: bool = True) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
 
     A reader sees the old file or the whole new one, never a part; a crash leaves no
     partial file under ``path``. The file gets the permissions a plain ``open`` would give
-    (``0o666`` less the umask), so caches and results can be shared with a group.
+    (``0o666`` less the umask), so caches and results can be shared with a group. An
+    ``OSError`` is raised as :class:`OutputError` naming ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
             fh.flush()
@@ -42,8 +49,11 @@ def atomic_write(path: str | Path, data: bytes | str, fsync: bool = True) -> Pat
                 os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and not isinstance(err, OutputError):
+            raise OutputError(err.errno, f"{path}: cannot write ({err.strerror or err})") from err
         raise
     return path
 

@@ -4,7 +4,9 @@
 * *resized*: shorter side resized to ``resize`` (256) by :func:`resize_shorter_side`;
   saliency maps live in this frame;
 * *crop*: a square window of the resized frame (:mod:`wsol_bench.saliency.crops`);
-* *working*: the frame a box extractor segments in (:mod:`wsol_bench.segmentation`).
+* *working*: the frame a box extractor segments in (:mod:`wsol_bench.segmentation`);
+* *wsolevaluation's*: ``224 x 224``, the whole image stretched to the square (aspect ratio
+  not kept), where clovaai/wsolevaluation compares score maps and boxes (:func:`wsol_scoremap`).
 
 Every resize of an image or a map goes through :func:`resize_to`: OpenCV, pixel-centre
 aligned, area averaging when the result has fewer pixels (anti-aliased), bilinear
@@ -17,6 +19,9 @@ import cv2
 import numpy as np
 
 from wsol_bench.boxes import Size
+
+#: wsolevaluation's ``_RESIZE_LENGTH``: score maps and boxes are compared in 224 x 224.
+RESIZE_LENGTH = 224
 
 
 def resize_to(array: np.ndarray, size: Size) -> np.ndarray:
@@ -74,3 +79,41 @@ def resize_mask(mask: np.ndarray, size: Size) -> np.ndarray:
     if mask.shape[:2] == tuple(size):
         return mask
     return cv2.resize(mask.astype(np.uint8), (int(size[1]), int(size[0])), interpolation=cv2.INTER_NEAREST).astype(bool)
+
+
+def normalize_scoremap(cam: np.ndarray) -> np.ndarray:
+    """Min-max normalised float64 copy in [0, 1]; all zeros when ``cam`` has a NaN (or an
+    infinity) or is constant (wsolevaluation's ``normalize_scoremap``)."""
+    cam = np.array(cam, dtype=np.float64)
+    if not np.isfinite(cam).all() or cam.min() == cam.max():
+        return np.zeros_like(cam)
+    cam -= cam.min()
+    cam /= cam.max()
+    return cam
+
+
+def wsol_scoremap(saliency: np.ndarray, length: int = RESIZE_LENGTH) -> np.ndarray:
+    """A map of any frame as wsolevaluation scores it: float64, resized to ``length x length``
+    by ``cv2.INTER_CUBIC`` (aspect ratio not kept), then :func:`normalize_scoremap`."""
+    cam = np.asarray(saliency, dtype=np.float64)
+    if cam.ndim != 2:
+        raise ValueError(f"expected an (H, W) map, got shape {cam.shape}")
+    if cam.shape != (length, length):
+        cam = cv2.resize(np.ascontiguousarray(cam), (length, length), interpolation=cv2.INTER_CUBIC)
+    return normalize_scoremap(cam)
+
+
+def check_scoremap(scoremap: np.ndarray, where: str, length: int = RESIZE_LENGTH) -> np.ndarray:
+    """``scoremap`` as float64 after wsolevaluation's ``check_scoremap_validity`` (2-D, no NaN,
+    values in [0, 1]) and a check that it is ``length x length`` (the frame of the boxes)."""
+    arr = np.asarray(scoremap)
+    if arr.dtype.kind != "f":
+        raise TypeError(f"{where}: a score map must be a float array, not {arr.dtype}")
+    if arr.ndim != 2 or arr.shape != (length, length):
+        raise ValueError(f"{where}: a score map must be {length} x {length}, not {arr.shape}")
+    arr = arr.astype(np.float64)
+    if np.isnan(arr).any():
+        raise ValueError(f"{where}: the score map contains NaN")
+    if (arr > 1).any() or (arr < 0).any():
+        raise ValueError(f"{where}: score map values must be in [0, 1] (min {arr.min()}, max {arr.max()})")
+    return arr

@@ -4,7 +4,7 @@ Layout of a score-map folder (``scoremaps/`` of a run, or any method's maps laid
 
 * ``<image_id>.npy``: the ground-truth class's map as wsolevaluation's ``BoxEvaluator``
   reads it: 224 x 224 float64 in [0, 1], the map stretched to the square by
-  ``cv2.INTER_CUBIC`` and min-max normalised (:func:`wsol_bench.metrics.maxboxacc.wsol_scoremap`;
+  ``cv2.INTER_CUBIC`` and min-max normalised (:func:`wsol_bench.frames.wsol_scoremap`;
   float64 as their ``CAMComputer`` saves it). ``image_id`` is the image file's name without
   extension (``ILSVRC2012_val_00000001``), not wsolevaluation's own ILSVRC ids
   (``val/ILSVRC2012_val_00000001.JPEG``); their loader reads ``<scoremap_root>/<image_id>.npy``
@@ -18,25 +18,23 @@ Layout of a score-map folder (``scoremaps/`` of a run, or any method's maps laid
   original 0-based inclusive pixels, as the ground truth files give them).
 
 With it wsolevaluation itself scores a run: ``configure_metadata("scoremaps/metadata")``
-and ``scoremap_root="scoremaps/"``. :func:`evaluate_scoremaps` scores such a folder here.
+and ``scoremap_root="scoremaps/"``. :func:`wsol_bench.metrics.scoring.score_maps` scores such a
+folder here.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from wsol_bench.boxes import ImageAnnotation, Size
 from wsol_bench.data.synsets import SynsetTable, default_synsets
 from wsol_bench.files import atomic_write
-from wsol_bench.metrics.base import ImageResult, MapSample
-from wsol_bench.metrics.maxboxacc import MaxBoxAcc, check_scoremap, wsol_scoremap
-from wsol_bench.metrics.pointing_game import TOLERANCE, PointingGame, torchray_resize
+from wsol_bench.frames import check_scoremap, wsol_scoremap
 
 METADATA_DIR = "metadata"
 METADATA_FILES = ("image_ids.txt", "class_labels.txt", "image_sizes.txt", "localization.txt")
@@ -55,14 +53,6 @@ def write_scoremap(directory: str | Path, image_id: str, saliency: np.ndarray) -
     buffer = io.BytesIO()
     np.save(buffer, wsol_scoremap(saliency), allow_pickle=False)
     return atomic_write(scoremap_path(directory, image_id), buffer.getvalue(), fsync=False)
-
-
-def write_sample_scoremap(directory: str | Path, sample: MapSample) -> Path:
-    """:func:`write_scoremap` for the ground-truth class's map of an engine sample."""
-    saliency = sample.map_of(sample.annotation.label)
-    if saliency is None:
-        raise ValueError(f"{sample.image_id}: no map of the ground-truth class {sample.annotation.label}")
-    return write_scoremap(directory, sample.image_id, saliency)
 
 
 def read_scoremap(directory: str | Path, image_id: str) -> np.ndarray:
@@ -144,64 +134,7 @@ def read_metadata(metadata_dir: str | Path) -> WsolMetadata:
     return WsolMetadata([r[0] for r in rows("image_ids.txt", 1)], labels, sizes, boxes)
 
 
-def evaluate_scoremaps(
-    directory: str | Path,
-    ground_truth: Mapping[str, ImageAnnotation],
-    original_sizes: Mapping[str, Size] | None = None,
-    cam_curve_interval: float = 0.01,
-    iou_thresholds: Sequence[int] = (30, 50, 70),
-    tolerance: int = TOLERANCE,
-) -> dict[str, Any]:
-    """Score the maps ``<directory>/<image_id>.npy`` of the images of ``ground_truth`` with
-    MaxBoxAcc, MaxBoxAccV2 and the pointing game; returns the evaluators' ``compute()`` keys.
-
-    Each map must be wsolevaluation's 224 x 224 float score map in [0, 1] (it is used as it
-    is, not renormalised, as their ``BoxEvaluator`` does); a missing or invalid one is an
-    error. The original ``(height, width)`` of an image, needed to scale its boxes and to play
-    the pointing game in original pixels, is taken from ``original_sizes``, else from
-    ``<directory>/metadata/image_sizes.txt`` when present, else from the annotation.
-
-    The pointing game here resizes the 224 x 224 map to the original size (aspect ratio
-    restored) before taking its maximum, so it can differ from a run's figure, which reads
-    the map of the resized frame; MaxBoxAcc equals the run's exactly (same score maps).
-    Only the ground-truth class's map is stored, so ``pointing_game_top1`` is ``None``.
-    """
-    directory = Path(directory)
-    meta_sizes: dict[str, tuple[int, int]] = {}
-    if (directory / METADATA_DIR / "image_sizes.txt").is_file():
-        meta_sizes = read_metadata(directory / METADATA_DIR).image_sizes
-    boxes = MaxBoxAcc(cam_curve_interval=cam_curve_interval, iou_thresholds=tuple(iou_thresholds))
-    pointing = PointingGame(tolerance=tolerance)
-    boxes.start(ground_truth)
-    pointing.start(ground_truth)
-    for image_id, ann in ground_truth.items():
-        size = _original_size(image_id, ann, original_sizes, meta_sizes)
-        scoremap = read_scoremap(directory, image_id)
-        hit = pointing.hit(torchray_resize(scoremap, size), ann, ann.label)
-        states = {boxes.name: boxes.state_from_scoremap(scoremap, ann, size),
-                  pointing.name: {"hit": int(hit), "top1_hit": 0}}
-        result = [ImageResult(image_id, states=states)]
-        boxes.accumulate(result)
-        pointing.accumulate(result)
-    summary = {**boxes.compute(), **pointing.compute()}
-    summary["pointing_game_top1"] = summary["pointing_game_top1_ci95"] = None
-    return summary
-
-
-def _original_size(image_id: str, ann: ImageAnnotation, given: Mapping[str, Size] | None,
-                   meta_sizes: Mapping[str, tuple[int, int]]) -> Size:
-    if given and image_id in given:
-        return int(given[image_id][0]), int(given[image_id][1])
-    if image_id in meta_sizes:
-        width, height = meta_sizes[image_id]
-        return height, width
-    if ann.size is not None:
-        return ann.size
-    raise ValueError(f"{image_id}: the original image size is unknown (no original_sizes entry, no metadata "
-                     "image_sizes.txt line, none in the annotation)")
-
-
 __all__ = [
-    "METADATA_DIR", "METADATA_FILES", "WsolMetadata", "evaluate_scoremaps", "read_metadata", "read_scoremap",
-    "scoremap_path", "write_metadata", "write_sample_scoremap", "write_scoremap",
+    "METADATA_DIR", "METADATA_FILES", "WsolMetadata", "read_metadata", "read_scoremap", "scoremap_path",
+    "write_metadata", "write_scoremap",
 ]

@@ -1,22 +1,26 @@
-"""The evaluator protocol: ``start(ground_truth)``, ``accumulate(results)`` per chunk of
-images, ``compute() -> dict``.
+"""The evaluator protocol: ``start(ground_truth)``, ``image_state(sample)`` per image where
+the maps are, ``accumulate(results)`` per chunk of images, ``compute() -> dict``.
 
 Evaluators stream: what they keep per image is a few numbers, so 50,000 images cost what
 50 do. A metric that needs the saliency maps (MaxBoxAcc, the pointing game) reads them in
 :meth:`Evaluator.image_state`, called where the maps are (in the process that computed
-them, under sharding); the small JSON-able state it returns travels with the image's
-result (and its record on disk) to :meth:`Evaluator.accumulate`. Sharded and resumed runs
-therefore give exactly the numbers of one process.
+them, under sharding); a metric that also needs the classifier (deletion / insertion,
+ROAD) sets ``needs_model`` and finds it in ``sample.classifier``. The small JSON-able state
+``image_state`` returns travels with the image's result (and its record on disk) to
+:meth:`Evaluator.accumulate`. Sharded and resumed runs therefore give exactly the numbers
+of one process. An image whose state is missing (it failed, or the metric's
+``image_state`` raised: recorded, the other metrics unaffected) counts as that metric says
+(a miss, or left out and counted).
 
 An evaluator is a dataclass whose init fields are its parameters (``evaluation.<name>``
-settings in the config); its running state lives in non-init fields.
+settings in the config); its running state lives in non-init fields. What a report shows
+of it (markdown, sweep-table columns, plots) is :mod:`wsol_bench.reports`'s business.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -31,8 +35,9 @@ class ImageResult:
 
     ``synsets``/``scores``/``boxes``: the guesses, best first (boxes in original-image
     pixels, 0-based inclusive). ``gt_known_box``: the box made for the ground-truth class.
-    ``states``: per-metric states from :meth:`Evaluator.image_state`. ``status`` is
-    ``"ok"`` or ``"failed"`` (a failed image has no guesses and counts as an error).
+    ``states``: per-metric states from :meth:`Evaluator.image_state`; ``metric_failures``:
+    metric name -> why its ``image_state`` failed on this image (that metric has no state).
+    ``status`` is ``"ok"`` or ``"failed"`` (a failed image has no guesses and counts as an error).
     """
 
     image_id: str
@@ -42,6 +47,7 @@ class ImageResult:
     boxes: list[Box] = field(default_factory=list)
     gt_known_box: Box | None = None
     states: dict[str, Any] = field(default_factory=dict)
+    metric_failures: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -49,8 +55,14 @@ class MapSample:
     """One image's maps, as :meth:`Evaluator.image_state` sees them.
 
     ``maps``: ``(K, H, W)`` float32 saliency maps in the resized frame (shorter side
-    ``saliency.resize``), of ``synsets`` (top-k first, best first, then the ground-truth
-    class if it was not among them); ``original_size``: ``(height, width)`` of the image.
+    ``tta.resize``), of ``synsets`` (top-k first, best first, then the ground-truth class
+    if it was not among them); ``original_size``: ``(height, width)`` of the image.
+    ``image``: the image in the maps' frame, ``H x W x 3`` uint8 RGB (``None`` when scoring
+    stored score maps). ``classifier``: the run's classifier (:class:`~wsol_bench.models.Classifier`,
+    its logits of ``[0, 1]`` RGB crops), only for evaluators with ``needs_model``.
+    ``scoremaps``: the maps are stored score maps in clovaai/wsolevaluation's form (224 x
+    224, in ``[0, 1]``, to be used as they are), one per image for its ground-truth class,
+    and ``synsets`` is not a ranking (:attr:`top1` is ``None``).
     """
 
     image_id: str
@@ -58,9 +70,17 @@ class MapSample:
     original_size: Size
     synsets: list[str]
     maps: np.ndarray
+    image: np.ndarray | None = None
+    classifier: Any = None
+    scoremaps: bool = False
 
     def map_of(self, synset: str) -> np.ndarray | None:
         return self.maps[self.synsets.index(synset)] if synset in self.synsets else None
+
+    @property
+    def top1(self) -> str | None:
+        """The top-1 class (its map is ``maps[0]``), ``None`` when unknown."""
+        return None if self.scoremaps or not self.synsets else self.synsets[0]
 
 
 class Evaluator:
@@ -68,6 +88,7 @@ class Evaluator:
 
     name: ClassVar[str] = ""
     needs_maps: ClassVar[bool] = False
+    needs_model: ClassVar[bool] = False  # image_state reads sample.classifier (runs in the rank's process)
 
     def start(self, ground_truth: Mapping[str, ImageAnnotation]) -> None:
         """Begin a new evaluation over the images of ``ground_truth`` (the evaluated set)."""
@@ -84,15 +105,3 @@ class Evaluator:
     def compute(self) -> dict[str, Any]:
         """The figures over every image seen, as flat JSON-able keys for ``metrics.json``."""
         raise NotImplementedError
-
-    def report_lines(self, summary: Mapping[str, Any]) -> list[str]:
-        """Markdown lines for ``report.md`` from the whole run's ``metrics.json`` contents."""
-        return []
-
-    def table_columns(self, summary: Mapping[str, Any]) -> dict[str, Any]:
-        """The few headline figures for the sweep table (name -> value)."""
-        return {}
-
-    def write_artifacts(self, out_dir: Path, summary: Mapping[str, Any]) -> None:
-        """Write this metric's own files (tables, plots) into the run directory, from the whole
-        run's ``metrics.json`` contents; called last by the report. Default: nothing."""

@@ -165,47 +165,6 @@ class IlsvrcLocalisation(Evaluator):
             "n_missing": int((~self._seen).sum()),
         }
 
-    def report_lines(self, summary: Mapping[str, Any]) -> list[str]:
-        lo, hi = summary["loc_error_ci95"][-1]
-        k = len(summary["loc_error_at_k"])
-        run = (f"| this run: {summary.get('segmentation', '?')} | {summary.get('data', '?')} "
-               f"({summary['n_images']} images) | {summary.get('model', '?')} "
-               f"| {summary['loc_error_at_k'][-1]:.3f} [{lo:.3f}, {hi:.3f}] |")
-        lines = [
-            f"Top-{k} localisation error (ILSVRC protocol: right class among {k} guesses with IoU >= "
-            f"{self.iou_threshold:g}; 95% Wilson interval). The paper's rows are on a different split and "
-            "model; they are context, not a like-for-like comparison.",
-            "",
-            f"| method | data | model | top-{k} loc. error |",
-            "|---|---|---|---|",
-            run,
-            *(f"| {r['method']} | {r['data']} | {r['model']} | {r['top5_loc_error']:.3f} |" for r in PAPER_ROWS),
-            "",
-            "| k | " + " | ".join(str(i) for i in range(1, k + 1)) + " |",
-            "|---|" + "---|" * k,
-            "| localisation error | " + " | ".join(f"{e:.4f}" for e in summary["loc_error_at_k"]) + " |",
-            "| classification error | " + " | ".join(f"{e:.4f}" for e in summary["cls_error_at_k"]) + " |",
-            "",
-        ]
-        if summary.get("gt_known_loc_error") is not None:
-            glo, ghi = summary["gt_known_loc_error_ci95"]
-            lines.append(f"GT-known localisation error: {summary['gt_known_loc_error']:.4f} [{glo:.4f}, {ghi:.4f}]  ")
-        if summary.get("n_missing"):
-            lines.append(f"Images without predictions (counted as errors): {summary['n_missing']}  ")
-        return lines
-
-    def table_columns(self, summary: Mapping[str, Any]) -> dict[str, Any]:
-        return {
-            "top1_loc_error": summary["loc_error_at_k"][0],
-            "top5_loc_error": summary["loc_error_at_k"][-1],
-            "gt_known_loc_error": summary.get("gt_known_loc_error"),
-            "top5_cls_error": summary["cls_error_at_k"][-1],
-            "top1_loc_ci95": summary["loc_error_ci95"][0],
-            "top5_loc_ci95": summary["loc_error_ci95"][-1],
-            "gt_known_loc_ci95": summary.get("gt_known_loc_error_ci95"),
-            "top5_cls_ci95": summary["cls_error_ci95"][-1],
-        }
-
     def _best_iou(self, boxes: pd.DataFrame, keys: list[str]) -> pd.Series:
         """Best IoU of each row of ``boxes`` (columns ``image_id, synset`` and the box) with the
         ground-truth boxes of its image and synset, grouped by ``keys``; rows whose synset has

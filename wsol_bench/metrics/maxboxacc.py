@@ -57,21 +57,18 @@ sums of integers make sharded, resumed and reordered runs give exactly the same 
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 import cv2
 import numpy as np
 
 from wsol_bench.boxes import Box, ImageAnnotation, Size
+from wsol_bench.frames import RESIZE_LENGTH, wsol_scoremap
 from wsol_bench.metrics.base import Evaluator, ImageResult, MapSample
 from wsol_bench.registry import require
 
-#: wsolevaluation's ``_RESIZE_LENGTH``: score maps and boxes are compared in 224 x 224.
-RESIZE_LENGTH = 224
 #: The IoU (percent) of MaxBoxAcc (``iou_threshold_list.index(50)`` in wsolevaluation).
 MAXBOXACC_IOU = 50
 
@@ -79,44 +76,6 @@ MAXBOXACC_IOU = 50
 def cam_thresholds(cam_curve_interval: float) -> np.ndarray:
     """wsolevaluation's ``cam_threshold_list``: ``np.arange(0, 1, cam_curve_interval)``."""
     return np.arange(0, 1, cam_curve_interval)
-
-
-def normalize_scoremap(cam: np.ndarray) -> np.ndarray:
-    """Min-max normalised float64 copy in [0, 1]; all zeros when ``cam`` has a NaN (or an
-    infinity) or is constant (wsolevaluation's ``normalize_scoremap``)."""
-    cam = np.array(cam, dtype=np.float64)
-    if not np.isfinite(cam).all() or cam.min() == cam.max():
-        return np.zeros_like(cam)
-    cam -= cam.min()
-    cam /= cam.max()
-    return cam
-
-
-def wsol_scoremap(saliency: np.ndarray, length: int = RESIZE_LENGTH) -> np.ndarray:
-    """A map of any frame as wsolevaluation scores it: float64, resized to ``length x length``
-    by ``cv2.INTER_CUBIC`` (aspect ratio not kept), then :func:`normalize_scoremap`."""
-    cam = np.asarray(saliency, dtype=np.float64)
-    if cam.ndim != 2:
-        raise ValueError(f"expected an (H, W) map, got shape {cam.shape}")
-    if cam.shape != (length, length):
-        cam = cv2.resize(np.ascontiguousarray(cam), (length, length), interpolation=cv2.INTER_CUBIC)
-    return normalize_scoremap(cam)
-
-
-def check_scoremap(scoremap: np.ndarray, where: str, length: int = RESIZE_LENGTH) -> np.ndarray:
-    """``scoremap`` as float64 after wsolevaluation's ``check_scoremap_validity`` (2-D, no NaN,
-    values in [0, 1]) and a check that it is ``length x length`` (the frame of the boxes)."""
-    arr = np.asarray(scoremap)
-    if arr.dtype.kind != "f":
-        raise TypeError(f"{where}: a score map must be a float array, not {arr.dtype}")
-    if arr.ndim != 2 or arr.shape != (length, length):
-        raise ValueError(f"{where}: a score map must be {length} x {length}, not {arr.shape}")
-    arr = arr.astype(np.float64)
-    if np.isnan(arr).any():
-        raise ValueError(f"{where}: the score map contains NaN")
-    if (arr > 1).any() or (arr < 0).any():
-        raise ValueError(f"{where}: score map values must be in [0, 1] (min {arr.min()}, max {arr.max()})")
-    return arr
 
 
 def resize_gt_box(box: Box, original_size: Size, length: int = RESIZE_LENGTH) -> tuple[int, int, int, int]:
@@ -234,7 +193,8 @@ class MaxBoxAcc(Evaluator):
         saliency = sample.map_of(sample.annotation.label)
         if saliency is None:
             return None
-        return self.state_from_scoremap(wsol_scoremap(saliency), sample.annotation, sample.original_size)
+        scoremap = saliency if sample.scoremaps else wsol_scoremap(saliency)  # stored score maps: as they are
+        return self.state_from_scoremap(scoremap, sample.annotation, sample.original_size)
 
     def state_from_scoremap(self, scoremap: np.ndarray, annotation: ImageAnnotation, original_size: Size) -> dict:
         """The state of an image from its 224 x 224 score map in [0, 1] (as wsolevaluation
@@ -282,55 +242,6 @@ class MaxBoxAcc(Evaluator):
             "maxboxacc_n_images": n,
             "maxboxacc_n_without_map": self._without_state + int((~self._seen).sum()),
         }
-
-    def report_lines(self, summary: Mapping[str, Any]) -> list[str]:
-        at = summary["maxboxacc_v2_at_iou"]
-        best = summary["maxboxacc_v2_best_threshold"]
-        lines = [
-            "WSOL box accuracy of the ground-truth class's map, exactly as clovaai/wsolevaluation's BoxEvaluator "
-            f"(map stretched to {RESIZE_LENGTH} x {RESIZE_LENGTH}, thresholds every {self.cam_curve_interval:g}, "
-            "best threshold; percent; curve in maxboxacc_curve.csv / .png).",
-            "",
-            "| metric | accuracy (%) | best threshold |",
-            "|---|---|---|",
-            f"| MaxBoxAcc (largest box, IoU 0.5) | {summary['maxboxacc']:.2f} "
-            f"| {summary['maxboxacc_best_threshold']:g} |",
-            *(f"| all boxes, IoU {int(k) / 100:g} | {v:.2f} | {best[k]:g} |" for k, v in at.items()),
-            f"| MaxBoxAccV2 (mean of the above) | {summary['maxboxacc_v2']:.2f} | - |",
-            "",
-        ]
-        if summary.get("maxboxacc_n_without_map"):
-            lines.append(f"Images without a map (counted as misses): {summary['maxboxacc_n_without_map']}  ")
-        return lines
-
-    def table_columns(self, summary: Mapping[str, Any]) -> dict[str, Any]:
-        return {"maxboxacc": summary["maxboxacc"], "maxboxacc_v2": summary["maxboxacc_v2"]}
-
-    def write_artifacts(self, out_dir: Path, summary: Mapping[str, Any]) -> None:
-        """``maxboxacc_curve.csv`` (accuracy in percent against the threshold) and its plot."""
-        thresholds = [_threshold(t) for t in self.thresholds]
-        curves = {"maxboxacc": summary["maxboxacc_curve"],
-                  **{f"all_boxes_iou{k}": v for k, v in summary["maxboxacc_v2_curves"].items()}}
-        with open(out_dir / "maxboxacc_curve.csv", "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["threshold", *curves])
-            writer.writerows([t, *(c[i] for c in curves.values())] for i, t in enumerate(thresholds))
-
-        from wsol_bench.figures import new_figure, save_figure
-
-        fig = new_figure(6, 4, 100)
-        ax = fig.subplots()
-        ax.plot(thresholds, summary["maxboxacc_curve"], color="black", linewidth=2,
-                label=f"largest box, IoU 0.5 (MaxBoxAcc {summary['maxboxacc']:.1f})")
-        for k, v in summary["maxboxacc_v2_curves"].items():
-            ax.plot(thresholds, v, linestyle="--", label=f"all boxes, IoU {int(k) / 100:g}")
-        ax.set_xlabel("score-map threshold")
-        ax.set_ylabel("box accuracy (%)")
-        ax.set_title(f"MaxBoxAccV2 {summary['maxboxacc_v2']:.1f} ({summary['maxboxacc_n_images']} images)")
-        ax.set_ylim(0, 100)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        save_figure(fig, out_dir / "maxboxacc_curve.png")
 
 
 def _threshold(t: float) -> float:

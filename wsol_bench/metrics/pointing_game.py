@@ -93,7 +93,7 @@ class PointingGame(Evaluator):
         self._labels = ground_truth  # read, not copied
         self._row = {image_id: i for i, image_id in enumerate(ground_truth)}
         self._seen = np.zeros(len(self._row), dtype=bool)
-        self._hits = self._top1_hits = self._without_state = 0
+        self._hits = self._top1_hits = self._without_state = self._top1_unknown = 0
         self._class_hits: dict[str, list[int]] = {}  # label -> [hits, images]
 
     def image_state(self, sample: MapSample) -> dict[str, int] | None:
@@ -102,10 +102,12 @@ class PointingGame(Evaluator):
         if saliency is None:
             return None
         hit = self.hit(torchray_resize(saliency, sample.original_size), sample.annotation, label)
-        top1 = sample.synsets[0] if sample.synsets else None
+        top1 = sample.top1
+        if top1 is None:  # stored score maps: no ranking, no top-1 game
+            return {"hit": int(hit), "top1_hit": None}
         if top1 == label:
             top1_hit = hit
-        elif top1 is None or not sample.annotation.boxes_of(top1):
+        elif not sample.annotation.boxes_of(top1):
             top1_hit = False
         else:
             top1_hit = self.hit(torchray_resize(sample.maps[0], sample.original_size), sample.annotation, top1)
@@ -128,7 +130,9 @@ class PointingGame(Evaluator):
             if state is None:
                 self._without_state += 1
             hit = int(state["hit"]) if state else 0
-            top1_hit = int(state["top1_hit"]) if state else 0
+            if state and state["top1_hit"] is None:
+                self._top1_unknown += 1
+            top1_hit = int(state["top1_hit"] or 0) if state else 0
             self._hits += hit
             self._top1_hits += top1_hit
             per_class = self._class_hits.setdefault(self._labels[r.image_id].label, [0, 0])
@@ -150,33 +154,14 @@ class PointingGame(Evaluator):
         class_rates = [h / m for h, m in counts.values()]
         return {
             "pointing_game": self._hits / n,
-            "pointing_game_top1": self._top1_hits / n,
+            "pointing_game_top1": self._top1_hits / n if not self._top1_unknown else None,
             "pointing_game_class_mean": float(np.mean(class_rates)),
             "pointing_game_ci95": list(wilson_interval(self._hits, n)),
-            "pointing_game_top1_ci95": list(wilson_interval(self._top1_hits, n)),
+            "pointing_game_top1_ci95": list(wilson_interval(self._top1_hits, n)) if not self._top1_unknown else None,
             "pointing_game_tolerance": self.tolerance,
             "pointing_game_n_images": n,
             "pointing_game_n_without_map": self._without_state + n_missing,
         }
-
-    def report_lines(self, summary: Mapping[str, Any]) -> list[str]:
-        lo, hi = summary["pointing_game_ci95"]
-        tlo, thi = summary["pointing_game_top1_ci95"]
-        return [
-            "Pointing game (TorchRay: the map's maximum in original pixels within "
-            f"{summary['pointing_game_tolerance']} pixels of a box of the class; fraction of images, "
-            "95% Wilson interval):",
-            "",
-            "| map | hit rate |",
-            "|---|---|",
-            f"| ground-truth class | {summary['pointing_game']:.4f} [{lo:.4f}, {hi:.4f}] |",
-            "| ground-truth class, mean over classes (TorchRay's accuracy) "
-            f"| {summary['pointing_game_class_mean']:.4f} |",
-            f"| top-1 class (a miss if it has no box) | {summary['pointing_game_top1']:.4f} [{tlo:.4f}, {thi:.4f}] |",
-        ]
-
-    def table_columns(self, summary: Mapping[str, Any]) -> dict[str, Any]:
-        return {"pointing_game": summary["pointing_game"], "pointing_game_top1": summary["pointing_game_top1"]}
 
 
 def torchray_resize(saliency: np.ndarray, original_size: Size) -> np.ndarray:

@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -34,21 +34,25 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from wsol_bench.boxes import Box, ImageAnnotation, Size
-from wsol_bench.data.scoremaps import write_sample_scoremap
+from wsol_bench.boxes import Box, ImageAnnotation
 from wsol_bench.data.images import ImageDataset, LoadedImage, collate_images, die_with_parent
+from wsol_bench.data.scoremaps import write_scoremap
 from wsol_bench.data.sources import EvaluationSet
 from wsol_bench.distributed import DistInfo
 from wsol_bench.frames import resize_shorter_side
+from wsol_bench.files import OutputError
 from wsol_bench.metrics.base import Evaluator, MapSample
+from wsol_bench.metrics.scoring import metric_states
 from wsol_bench.models import Classifier
 from wsol_bench.pipeline.launch import usable_cores
 from wsol_bench.pipeline.records import OK, SIZE_MISMATCH, ImageRecord, failed_record
 from wsol_bench.pipeline.store import read_parts, write_part
 from wsol_bench.registry import params_dict, require
 from wsol_bench.saliency import CropSettings, SaliencyMethod, SaliencyResult, image_saliency
+from wsol_bench.saliency.base import SaliencyContractError, method_label
 from wsol_bench.saliency.cache import SaliencyCache
-from wsol_bench.segmentation import BoxExtractor
+from wsol_bench.saliency.image_saliency import ModelOutputError
+from wsol_bench.segmentation import BoxExtractor, localise_image
 
 log = logging.getLogger(__name__)
 
@@ -111,40 +115,30 @@ class ImageBoxes:
     boxes: list[Box]
     fallbacks: list[str | None]
     states: dict[str, Any]
+    metric_failures: dict[str, str]
     seconds: float
 
 
-def localise_image(
+def image_outputs(
     extractor: BoxExtractor,
     evaluators: Sequence[Evaluator],
-    resized_image: np.ndarray,
-    maps: np.ndarray,
-    synsets: list[str],
-    original_size: Size,
-    annotation: ImageAnnotation,
-    image_id: str,
+    sample: MapSample,
     scoremaps_dir: str | None = None,
 ) -> ImageBoxes:
-    """Segment ``resized_image`` once per map of ``maps`` (``K x H x W``, same frame), map each
-    box to ``original_size`` (height, width), compute the map-reading metrics' states, and
-    export the ground-truth class's score map into ``scoremaps_dir`` if given.
-
-    The image-only terms are prepared once and reused for the K classes. Runs in the main
-    process or in a segmentation worker.
-    """
+    """Boxes of every map of ``sample`` (:func:`~wsol_bench.segmentation.localise_image`), the
+    states of the map-reading metrics that do not need the model, and the ground-truth
+    class's score map exported into ``scoremaps_dir`` if given. Runs in the main process or
+    in a segmentation worker; a failure to write the score map is the run's error
+    (:class:`~wsol_bench.files.OutputError`), never the image's."""
     start = time.perf_counter()
-    prepared = extractor.prepare(resized_image)
-    frame = resized_image.shape[:2]
-    boxes, fallbacks = [], []
-    for saliency in maps:
-        result = extractor.localise(prepared, saliency)
-        boxes.append(result.box.scaled(frame, original_size))
-        fallbacks.append(result.fallback)
-    sample = MapSample(image_id, annotation, original_size, synsets, maps)
-    states = {e.name or _part_name(e): e.image_state(sample) for e in evaluators if e.needs_maps}
+    located = localise_image(extractor, sample.image, sample.maps, sample.original_size)
+    states, failures = metric_states([e for e in evaluators if e.needs_maps and not e.needs_model], sample)
     if scoremaps_dir is not None:
-        write_sample_scoremap(scoremaps_dir, sample)
-    return ImageBoxes(boxes, fallbacks, states, time.perf_counter() - start)
+        gt_map = sample.map_of(sample.annotation.label)
+        if gt_map is None:
+            raise ValueError(f"{sample.image_id}: no map of the ground-truth class {sample.annotation.label}")
+        write_scoremap(scoremaps_dir, sample.image_id, gt_map)
+    return ImageBoxes(located.boxes, located.fallbacks, states, failures, time.perf_counter() - start)
 
 
 class InlineExecutor(Executor):
@@ -169,11 +163,12 @@ class _PendingBatch:
     batch_no: int
     images: list[LoadedImage]
     results: dict[int, SaliencyResult]
-    futures: dict[int, Future]
+    futures: dict[int, tuple[Future, tuple[dict[str, Any], dict[str, str]]]]
     gt_classes: dict[int, int]
     saliency_seconds: float
     computed: set[int]
     mismatched: dict[int, str] = field(default_factory=dict)
+    failed: dict[int, str] = field(default_factory=dict)  # saliency failed: why
 
 
 @dataclass
@@ -190,7 +185,8 @@ class _Run:
     progress: Any
 
     def start_batch(self, batch_no: int, images: Sequence[LoadedImage]) -> _PendingBatch:
-        """Saliency for the readable images of a batch, then hand segmentation to the executor."""
+        """Saliency for the readable images of a batch, the states of the metrics that need the
+        model, then hand segmentation to the executor."""
         data, pipe = self.data, self.pipeline
         mismatched = {im.index: _size_mismatch(im, data.ground_truth[im.image_id])
                       for im in images if im.error is None}
@@ -199,6 +195,7 @@ class _Run:
         gt_classes = {im.index: data.synsets.index(data.ground_truth[im.image_id].label) for im in ok}
         start = time.perf_counter()
         results: dict[int, SaliencyResult] = {}
+        failed: dict[int, str] = {}
         todo = []
         for im in ok:
             hit = None
@@ -210,24 +207,40 @@ class _Run:
             else:
                 results[im.index] = hit
         if todo:
-            computed = image_saliency(pipe.method, pipe.classifier, [im.resized for im in todo], pipe.crops,
-                                      extra_classes=[[gt_classes[im.index]] for im in todo])
+            try:
+                computed = image_saliency(pipe.method, pipe.classifier, [im.resized for im in todo], pipe.crops,
+                                          extra_classes=[[gt_classes[im.index]] for im in todo],
+                                          num_classes=len(data.synsets))
+            except (ModelOutputError, SaliencyContractError):
+                raise  # the model's or the method's fault, not the images': stop the run
+            except Exception as err:  # a method failing on these images: recorded, the run goes on
+                reason = f"saliency ({method_label(pipe.method)}): {type(err).__name__}: {err}"
+                log.exception("saliency failed on %s", ", ".join(im.image_id for im in todo))
+                failed.update({im.index: reason for im in todo})
+                computed = []
             for im, res in zip(todo, computed):
+                if not np.isfinite(res.maps).all():
+                    failed[im.index] = (f"saliency ({method_label(pipe.method)}): the maps have NaN or infinite "
+                                        "values")
+                    continue
                 results[im.index] = res
                 if self.cache:
                     self.cache.put(im.image_id, im.content_sha256, [gt_classes[im.index]], res)
         # seconds of saliency computation per computed image; images read from the cache get 0
         saliency_seconds = (time.perf_counter() - start) / max(1, len(todo))
-        futures = {
-            im.index: self.executor.submit(
-                localise_image, pipe.extractor, pipe.evaluators, im.resized, results[im.index].maps,
-                [data.synsets.wnid(int(c)) for c in results[im.index].classes], im.original_size,
-                data.ground_truth[im.image_id], im.image_id, self.settings.scoremaps_dir,
-            )
-            for im in ok
-        }
+        futures = {}
+        model_metrics = [e for e in pipe.evaluators if e.needs_model]
+        for im in ok:
+            if im.index in failed:
+                continue
+            res = results[im.index]
+            sample = MapSample(im.image_id, data.ground_truth[im.image_id], im.original_size,
+                               [data.synsets.wnid(int(c)) for c in res.classes], res.maps, im.resized)
+            model_states = metric_states(model_metrics, replace(sample, classifier=pipe.classifier))
+            futures[im.index] = (self.executor.submit(image_outputs, pipe.extractor, pipe.evaluators, sample,
+                                                      self.settings.scoremaps_dir), model_states)
         return _PendingBatch(batch_no, list(images), results, futures, gt_classes, saliency_seconds,
-                             {im.index for im in todo}, mismatched)
+                             {im.index for im in todo}, mismatched, failed)
 
     def finish_batch(self, p: _PendingBatch) -> None:
         """Wait for the batch's boxes, write its part file, report it."""
@@ -241,16 +254,22 @@ class _Run:
             if im.index in p.mismatched:
                 records.append(failed_record(im.index, im.image_id, p.mismatched[im.index], timings, SIZE_MISMATCH))
                 continue
+            if im.index in p.failed:
+                records.append(failed_record(im.index, im.image_id, p.failed[im.index], timings))
+                continue
             res = p.results[im.index]
+            future, (model_states, model_failures) = p.futures[im.index]
             try:
-                boxes = p.futures[im.index].result()
-            except BrokenProcessPool:  # a dead worker is not this image's fault: write nothing, stop
+                boxes = future.result()
+            except (BrokenProcessPool, OutputError):  # not this image's fault: write nothing, stop the run
                 raise
             except Exception as err:  # a segmentation crash is recorded, not fatal
                 log.exception("segmentation failed on %s", im.image_id)
                 records.append(failed_record(im.index, im.image_id, f"segmentation: {type(err).__name__}: {err}",
                                              timings))
                 continue
+            boxes.states.update(model_states)
+            boxes.metric_failures.update(model_failures)
             timings.update(saliency=p.saliency_seconds if im.index in p.computed else 0.0, segmentation=boxes.seconds)
             records.append(_record(im, res, boxes, p.gt_classes[im.index], self.pipeline.crops.top_k,
                                    self.data, timings))
@@ -291,6 +310,7 @@ def _record(im: LoadedImage, res: SaliencyResult, boxes: ImageBoxes, gt_class: i
         gt_known_box=boxes.boxes[gt_pos] if gt_pos is not None else None,
         gt_known_fallback=boxes.fallbacks[gt_pos] if gt_pos is not None else None,
         states=boxes.states,
+        metric_failures=boxes.metric_failures,
         timings=timings,
     )
 
@@ -345,7 +365,7 @@ def localise_dataset(
     try:
         for batch_no, batch in zip(mine, loader):
             pending.append(run.start_batch(batch_no, batch))
-            while len(pending) > 1 or (pending and all(f.done() for f in pending[0].futures.values())):
+            while len(pending) > 1 or (pending and all(f.done() for f, _ in pending[0].futures.values())):
                 run.finish_batch(pending.popleft())
         while pending:
             run.finish_batch(pending.popleft())

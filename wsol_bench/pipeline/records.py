@@ -33,6 +33,7 @@ class ImageRecord:
     gt_known_box: Box | None = None  # box made for the ground-truth class
     gt_known_fallback: str | None = None
     states: dict[str, Any] = field(default_factory=dict)  # per-metric states from the maps
+    metric_failures: dict[str, str] = field(default_factory=dict)  # metric -> why its state failed here
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
     def to_json(self) -> dict:
@@ -51,7 +52,7 @@ class ImageRecord:
     def result(self) -> ImageResult:
         """The record as the evaluators see it."""
         return ImageResult(self.image_id, self.status, self.synsets, self.scores, self.boxes,
-                           self.gt_known_box, self.states)
+                           self.gt_known_box, self.states, self.metric_failures)
 
 
 def failed_record(index: int, image_id: str, error: str, timings: dict[str, float] | None = None,

@@ -1,11 +1,12 @@
 """The reports of a localisation run, written by rank 0 from the merged records.
 
-Files (in the run directory): ``metrics.json`` (every evaluator's figures, the run's
-description, and ``table``: the headline columns of the sweep table), ``predictions.csv``
-(long format), ``predictions.devkit.txt`` (devkit task 2, when ``meta.mat`` is known),
-``per_image.csv``, ``per_class.csv`` and ``report.md`` (the run beside the paper's figures).
-Nothing here names a metric: each evaluator contributes its own figures, columns and
-report lines.
+Files (in the run directory), written in this order so that a failure later loses
+nothing earlier: ``predictions.csv`` (long format), ``predictions.devkit.txt`` (devkit task
+2, when ``meta.mat`` is known), ``per_image.csv``, ``per_class.csv``, ``metrics.json`` (every
+evaluator's figures, the run's description, and ``table``: the headline columns of the
+sweep table), each metric's own files and ``report.md`` (the run, then each metric's
+section; the ILSVRC one beside the paper's figures). What each metric shows is
+:mod:`wsol_bench.reports.sections`'s.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from wsol_bench.data.predictions import predictions_table, write_devkit_predicti
 from wsol_bench.data.sources import EvaluationSet
 from wsol_bench.files import atomic_write
 from wsol_bench.metrics.base import Evaluator
+from wsol_bench.metrics.scoring import Evaluation, evaluator_name, run_evaluators
 from wsol_bench.pipeline.records import SIZE_MISMATCH, ImageRecord
+from wsol_bench.reports.sections import section_of
 
 
 def per_image_table(records: Sequence[ImageRecord], data: EvaluationSet) -> pd.DataFrame:
@@ -49,6 +52,7 @@ def per_image_table(records: Sequence[ImageRecord], data: EvaluationSet) -> pd.D
             "n_fallback_boxes": sum(fb is not None for fb in r.fallbacks),
             "gt_known_box": " ".join(map(str, r.gt_known_box)) if r.gt_known_box is not None else None,
             "gt_known_fallback": r.gt_known_fallback,
+            "metric_failures": "; ".join(f"{k}: {v}" for k, v in r.metric_failures.items()) or None,
             **guesses,
             **{f"seconds_{k}": v for k, v in r.timings.items()},
         })
@@ -56,70 +60,95 @@ def per_image_table(records: Sequence[ImageRecord], data: EvaluationSet) -> pd.D
 
 
 def evaluate_records(
-    records: Sequence[ImageRecord], data: EvaluationSet, evaluators: Sequence[Evaluator]
-) -> tuple[dict[str, Any], dict[str, Any], pd.DataFrame]:
+    records: Sequence[ImageRecord], data: EvaluationSet, evaluators: Sequence[Evaluator],
+    reserved: Sequence[str] = (),
+) -> Evaluation:
     """Run every evaluator over the scored records (failed images count as errors; images
-    whose ground truth is in another frame are left out). Returns the figures, the
-    headline columns and the per-image columns."""
+    whose ground truth is in another frame are left out)."""
     scored = [r for r in records if r.status != SIZE_MISMATCH]
     ground_truth = {r.image_id: data.ground_truth[r.image_id] for r in scored}
-    results = [r.result() for r in scored]
-    summary: dict[str, Any] = {}
-    columns = pd.DataFrame({"image_id": [r.image_id for r in scored]})
-    for ev in evaluators:
-        ev.start(ground_truth)
-        per_image = ev.accumulate(results)
-        if per_image is not None:
-            columns = columns.merge(per_image, on="image_id", how="left")
-        summary.update(ev.compute())
-    table: dict[str, Any] = {}
-    for ev in evaluators:
-        table.update(ev.table_columns(summary))
-    return summary, table, columns
+    return run_evaluators(evaluators, ground_truth, [r.result() for r in scored], reserved)
+
+
+#: what ran, in the headline of report.md and the sweep table
+RUN_KEYS = ("model", "saliency", "crops", "segmentation", "data")
+#: keys of metrics.json written by the report itself (no metric may return them)
+REPORT_KEYS = (*RUN_KEYS, "n_failed", "n_unscored", "n_size_mismatch", "n_fallback_boxes", "seconds_per_image",
+               "table", "metric_failures", "failed_metrics", "world_size")
 
 
 def write_localisation_report(
     out_dir: Path, records: Sequence[ImageRecord], data: EvaluationSet, evaluators: Sequence[Evaluator],
     description: Mapping[str, Any],
 ) -> dict:
-    """Write every report file; returns the contents of ``metrics.json``."""
+    """Write every report file; returns the contents of ``metrics.json``.
+
+    ``description``: the run (model, saliency method, crops, box extractor, data; counters),
+    written into ``metrics.json``; its :data:`RUN_KEYS` head ``report.md`` and the sweep table."""
     records = sorted(records, key=lambda r: r.index)
-    summary, table, scored = evaluate_records(records, data, evaluators)
     predictions = predictions_table(records)
     predictions["fallback"] = [fb for r in records for fb in r.fallbacks[: len(r.synsets)]]
-    predictions.to_csv(out_dir / "predictions.csv", index=False)
+    atomic_write(out_dir / "predictions.csv", predictions.to_csv(index=False), fsync=False)
     if data.devkit_meta is not None:
         write_devkit_predictions(out_dir / "predictions.devkit.txt", predictions, [r.image_id for r in records],
                                  data.devkit_meta)
-    per_image = per_image_table(records, data).merge(scored, on="image_id", how="left")
+    evaluation = evaluate_records(records, data, evaluators, (*REPORT_KEYS, *description))
+    per_image = per_image_table(records, data).merge(evaluation.per_image, on="image_id", how="left")
     unscored = pd.DataFrame(
         {"image_id": list(data.unscored), "status": "no_ground_truth", "error": list(data.unscored.values())}
     )
     listed = pd.concat([per_image, unscored], ignore_index=True) if len(unscored) else per_image
     integer_columns = [c for c in ("index", "width", "height", "n_fallback_boxes", "cls_rank", "loc_rank")
                        if c in listed.columns]
-    listed.astype({c: "Int64" for c in integer_columns}).to_csv(out_dir / "per_image.csv", index=False)
+    atomic_write(out_dir / "per_image.csv",
+                 listed.astype({c: "Int64" for c in integer_columns}).to_csv(index=False), fsync=False)
     if {"label", "loc_rank", "cls_rank"} <= set(per_image.columns):
-        per_class_table(per_image, data).to_csv(out_dir / "per_class.csv", index=False)
+        atomic_write(out_dir / "per_class.csv", per_class_table(per_image, data).to_csv(index=False), fsync=False)
 
     ok = per_image[per_image.status == "ok"]
     seconds = {c.removeprefix("seconds_"): float(ok[c].mean()) for c in ok.columns if c.startswith("seconds_")}
     n_mismatch = int((per_image.status == SIZE_MISMATCH).sum())
+    table = {k: description[k] for k in RUN_KEYS if k in description}
+    for ev in evaluators:
+        name = evaluator_name(ev)
+        if name in evaluation.by_metric:
+            table.update(section_of(name).columns(ev, evaluation.by_metric[name]))
     extra = {
         "n_failed": int((per_image.status == "failed").sum()),
         "n_unscored": len(data.unscored) + n_mismatch,  # reported in per_image.csv, not scored
         "n_size_mismatch": n_mismatch,
         "n_fallback_boxes": int(per_image["n_fallback_boxes"].sum()),
+        "metric_failures": evaluation.image_failures,
+        "failed_metrics": evaluation.failed,
         "seconds_per_image": seconds,
         **description,
     }
-    result = {**summary, **extra, "table": table}
-    atomic_write(out_dir / "metrics.json", json.dumps(result, indent=2) + "\n", fsync=False)
+    result = {**evaluation.figures, **extra, "table": table}
+    atomic_write(out_dir / "metrics.json", json_text(result), fsync=False)
     for ev in evaluators:
-        ev.write_artifacts(out_dir, result)
+        name = evaluator_name(ev)
+        artifacts = section_of(name).artifacts
+        if artifacts is not None and name in evaluation.by_metric:
+            artifacts(ev, evaluation.by_metric[name], out_dir)
     figures = sorted(p.relative_to(out_dir).as_posix() for p in (out_dir / "figures").glob("*.png"))
-    atomic_write(out_dir / "report.md", report_markdown(result, evaluators, figures), fsync=False)
+    atomic_write(out_dir / "report.md", report_markdown(result, evaluators, evaluation, figures), fsync=False)
     return result
+
+
+def json_text(data: Mapping[str, Any]) -> str:
+    """``data`` as indented JSON; numpy scalars and arrays become numbers and lists, anything
+    else JSON cannot hold its ``repr`` (so a metric's odd value never loses the file)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, np.generic):
+            return value.item()
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+        if isinstance(value, (set, tuple)):
+            return list(value)
+        return repr(value)
+
+    return json.dumps(data, indent=2, default=plain) + "\n"
 
 
 def per_class_table(per_image: pd.DataFrame, data: EvaluationSet) -> pd.DataFrame:
@@ -143,17 +172,33 @@ def per_class_table(per_image: pd.DataFrame, data: EvaluationSet) -> pd.DataFram
     return table.reset_index().rename(columns={"label": "synset"})
 
 
-def report_markdown(summary: Mapping[str, Any], evaluators: Sequence[Evaluator], figures: Sequence[str] = ()) -> str:
-    """``report.md``: each evaluator's lines (the devkit's beside the paper's rows first), then the run's details."""
+def run_headline(summary: Mapping[str, Any]) -> str:
+    """One line naming what ran: model, saliency method, crops, box extractor, data."""
+    return "This run: " + ", ".join(f"{key} `{summary[key]}`" for key in RUN_KEYS if key in summary) + "."
+
+
+def report_markdown(summary: Mapping[str, Any], evaluators: Sequence[Evaluator], evaluation: Evaluation,
+                    figures: Sequence[str] = ()) -> str:
+    """``report.md``: what ran, each evaluator's section (the devkit's beside the paper's rows
+    first), then the run's details."""
     lines = ["# Localisation report", ""]
+    if any(key in summary for key in RUN_KEYS):
+        lines += [run_headline(summary), ""]
     for ev in evaluators:
-        lines += [*ev.report_lines(summary), ""]
+        name = evaluator_name(ev)
+        if name in evaluation.by_metric:
+            lines += [*section_of(name).lines(ev, evaluation.by_metric[name]), ""]
+    for name, error in evaluation.failed.items():
+        lines += [f"Metric `{name}` failed and has no figures: {error}", ""]
     lines += ["## This run", ""]
     lines.append(f"Failed images: {summary['n_failed']} (counted as errors); fallback boxes: "
                  f"{summary['n_fallback_boxes']}  ")
     if summary.get("n_unscored"):
         lines.append(f"Images not scored (unusable ground truth or a size mismatch; listed in per_image.csv): "
                      f"{summary['n_unscored']}  ")
+    for name, count in (summary.get("metric_failures") or {}).items():
+        lines.append(f"Images whose `{name}` state failed (a miss for that metric; reasons in per_image.csv): "
+                     f"{count}  ")
     secs = summary.get("seconds_per_image", {})
     if secs:
         lines.append("Seconds per image: " + ", ".join(f"{k} {v:.3f}" for k, v in secs.items() if not np.isnan(v)))

@@ -24,7 +24,7 @@ from wsol_bench.frames import resize_shorter_side
 from wsol_bench.pipeline.records import OK, ImageRecord
 from wsol_bench.saliency import SaliencyResult
 from wsol_bench.saliency.cache import SaliencyCache
-from wsol_bench.segmentation import BoxExtractor
+from wsol_bench.segmentation import BoxExtractor, localise_image
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def write_run_figures(
         image = read_rgb(data.image_paths[record.image_id], data.max_pixels)
         resized = resize_shorter_side(image, resize)
         truth = data.ground_truth[record.image_id]
-        top1 = extractor.localise(extractor.prepare(resized), result.maps[0])
+        top1 = localise_image(extractor, resized, result.maps[:1]).localisations[0]
         guesses = score_guesses([b.labelled(s) for s, b in zip(record.synsets, record.boxes)], truth.boxes,
                                 record.scores[: len(record.boxes)])
         stem = directory / f"{record.index:05d}_{record.image_id}"

@@ -97,12 +97,15 @@ def image_saliency(
     images: Sequence[np.ndarray],
     settings: CropSettings = CropSettings(),
     extra_classes: Sequence[Sequence[int]] | None = None,
+    num_classes: int | None = None,
 ) -> list[SaliencyResult]:
     """Maps of each image's top-``top_k`` classes (and ``extra_classes[i]``) by ``method``.
 
     ``images``: already-resized ``H x W x 3`` uint8 RGB arrays (shorter side
     ``settings.resize``; sizes may differ). Maps are in each image's own (resized) frame.
-    See the module docstring for the protocol.
+    ``num_classes``: the number of classes the model must score (e.g. the data set's); a
+    model with another output width is an error naming it. See the module docstring for the
+    protocol.
     """
     if extra_classes is not None and len(extra_classes) != len(images):
         raise ValueError(f"extra_classes has {len(extra_classes)} entries for {len(images)} images")
@@ -117,7 +120,7 @@ def image_saliency(
     crops = torch.stack([c for im, win in zip(images, windows) for c in crop_tensors(image_tensor(im, device), win)])
     with torch.enable_grad():  # a caller's no_grad must not reach the methods that need gradients
         step = method.forward(classifier, crops)
-    logits = checked_logits(classifier, step.logits, n_img * n_crops)
+    logits = checked_logits(classifier, step.logits, n_img * n_crops, num_classes)
     mean_logits = logits.reshape(n_img, n_crops, logits.shape[1]).mean(dim=1).cpu().numpy()
     classes = [select_classes(mean_logits[i], settings.top_k, None if extra_classes is None else extra_classes[i])
                for i in range(n_img)]
@@ -140,12 +143,16 @@ class ModelOutputError(ValueError):
     """The classifier's output is not ``(N, num_classes)`` finite logits."""
 
 
-def checked_logits(classifier: Classifier, logits: object, n: int) -> torch.Tensor:
-    """``logits`` as float32 if they are ``(n, C)`` and finite; else :class:`ModelOutputError`
-    naming the model."""
+def checked_logits(classifier: Classifier, logits: object, n: int, num_classes: int | None = None) -> torch.Tensor:
+    """``logits`` as float32 if they are ``(n, num_classes)`` (any width when ``None``) and
+    finite; else :class:`ModelOutputError` naming the model."""
     if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != n:
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise ModelOutputError(f"{classifier.name}: expected ({n}, num_classes) logits for {n} crops, got {shape}")
+    if num_classes is not None and logits.shape[1] != num_classes:
+        raise ModelOutputError(
+            f"{classifier.name} outputs {logits.shape[1]} class scores but {num_classes} classes are evaluated: "
+            "the model must score the data set's classes, in sorted-WNID order for ImageNet (model.num_classes)")
     logits = logits.detach().float()
     if not bool(torch.isfinite(logits).all()):
         bad = int((~torch.isfinite(logits)).any(dim=1).sum())

@@ -19,12 +19,13 @@ that ignore the map).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
-from wsol_bench.boxes import Box
+from wsol_bench.boxes import Box, Size
 from wsol_bench.registry import Registry
 
 
@@ -60,6 +61,41 @@ class BoxExtractor:
         raise NotImplementedError
 
 
+@dataclass
+class LocalisedImage:
+    """The boxes of one image's maps: ``boxes[k]`` for ``maps[k]`` in original-image pixels
+    (0-based inclusive, unlabelled), and the extractor's results in the maps' frame
+    (``localisations[k]``: masks, seeds, fallbacks)."""
+
+    boxes: list[Box]
+    localisations: list[Localisation]
+
+    @property
+    def fallbacks(self) -> list[str | None]:
+        return [loc.fallback for loc in self.localisations]
+
+
+def localise_image(extractor: BoxExtractor, image: np.ndarray, maps: Sequence[np.ndarray] | np.ndarray,
+                   original_size: Size | None = None) -> LocalisedImage:
+    """One box per map of ``image`` (``H x W x 3`` uint8 RGB, the maps' frame): the image's
+    terms prepared once, each map localised, each box mapped to ``original_size``
+    (``(height, width)``; default: the maps' frame). The one per-image loop of the engine,
+    the Python API, the figures and the benchmarks. An extractor returning an inverted box
+    or one outside the frame is an error naming it."""
+    prepared = extractor.prepare(image)
+    frame = (int(image.shape[0]), int(image.shape[1]))
+    boxes, localisations = [], []
+    for saliency in maps:
+        loc = extractor.localise(prepared, saliency)
+        name = extractor.name or type(extractor).__qualname__
+        if not isinstance(loc, Localisation) or not isinstance(loc.box, Box):
+            raise TypeError(f"box extractor {name} returned {type(loc).__name__}, not a Localisation with a Box")
+        loc.box.validate(frame, f"box extractor {name}")
+        localisations.append(loc)
+        boxes.append(loc.box.scaled(frame, original_size or frame))
+    return LocalisedImage(boxes, localisations)
+
+
 #: ``segmentation.method`` -> the extractor's class (a frozen dataclass of its parameters).
 BOX_EXTRACTORS: Registry[type[BoxExtractor]] = Registry("segmentation.method", {
     "graphcut": "wsol_bench.segmentation.graphcut:GraphCut",
@@ -75,4 +111,4 @@ def box_extractor(name: str, **params: Any) -> BoxExtractor:
     return BOX_EXTRACTORS.create(name, params, "segmentation")
 
 
-__all__ = ["BOX_EXTRACTORS", "BoxExtractor", "Localisation", "box_extractor"]
+__all__ = ["BOX_EXTRACTORS", "BoxExtractor", "Localisation", "LocalisedImage", "box_extractor", "localise_image"]

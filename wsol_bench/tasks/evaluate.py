@@ -8,7 +8,9 @@ ground truth records image sizes (XML), an image whose file has another size is 
 
 ``evaluate.format=scoremaps evaluate.predictions=DIR``: a folder of score maps in
 wsolevaluation's layout (any method's; a run writes one with ``run.save_maps=true``), scored
-with MaxBoxAcc, MaxBoxAccV2 and the pointing game.
+with the configured map-reading metrics (``evaluation.metrics``: MaxBoxAcc and MaxBoxAccV2,
+the pointing game) under the same ``evaluate.missing`` rule; the folder's own
+``metadata/image_ids.txt`` bounds the images when present.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ import logging
 from omegaconf import DictConfig
 from PIL import Image
 
-from wsol_bench.data.scoremaps import evaluate_scoremaps
 from wsol_bench.data.predictions import read_devkit_predictions, read_predictions_csv
 from wsol_bench.data.sources import EvaluationSet, load_evaluation_set
 from wsol_bench.files import atomic_write
 from wsol_bench.metrics.ilsvrc import IlsvrcLocalisation
+from wsol_bench.metrics.scoring import score_maps
+from wsol_bench.reports.localisation_report import json_text
 from wsol_bench.reports.metrics_file import format_metrics
 from wsol_bench.tasks import run_dir
 from wsol_bench.tasks.factory import dataset_spec, evaluators_from, section
@@ -87,8 +90,9 @@ def run(cfg: DictConfig) -> float:
 
 
 def _score_maps(cfg: DictConfig, ev: dict) -> float:
-    """``evaluate.format=scoremaps``: MaxBoxAcc, MaxBoxAccV2 and the pointing game of a folder
-    of wsolevaluation score maps (``<image_id>.npy``) over the evaluated images."""
+    """``evaluate.format=scoremaps``: the configured map-reading metrics (``evaluation.metrics``:
+    MaxBoxAcc/MaxBoxAccV2, the pointing game, with their ``evaluation.<name>`` settings) on a
+    folder of wsolevaluation score maps (``<image_id>.npy``) over the evaluated images."""
     spec = dataset_spec(cfg)
     data = load_evaluation_set(spec, need_images=bool(spec.images or spec.root))
     check_image_sizes(data)
@@ -96,15 +100,27 @@ def _score_maps(cfg: DictConfig, ev: dict) -> float:
     for image_id, path in data.image_paths.items():
         with Image.open(path) as im:
             sizes[image_id] = (im.size[1], im.size[0])
-    summary = evaluate_scoremaps(ev["predictions"], data.ground_truth, sizes or None)
-    summary = {**summary, "predictions": str(ev["predictions"]), "ground_truth": data.source}
-    atomic_write(run_dir() / "metrics.json", json.dumps(summary, indent=2) + "\n", fsync=False)
-    v2 = summary["maxboxacc_v2_at_iou"]
-    print(f"images: {summary['maxboxacc_n_images']}\nMaxBoxAcc: {summary['maxboxacc']:.2f}% "
-          f"(threshold {summary['maxboxacc_best_threshold']:.2f})\nMaxBoxAccV2: {summary['maxboxacc_v2']:.2f}% "
-          f"(IoU 0.3/0.5/0.7: {v2['30']:.2f}/{v2['50']:.2f}/{v2['70']:.2f})\n"
-          f"pointing game: {summary['pointing_game']:.3f}")
-    return float(summary["maxboxacc_v2"])
+    evaluators = [e for e in evaluators_from(cfg) if e.needs_maps and not e.needs_model]
+    if not evaluators:
+        raise ValueError("evaluate.format=scoremaps: evaluation.metrics lists no metric that reads score maps "
+                         "(maxboxacc, pointing_game)")
+    evaluation = score_maps(ev["predictions"], data.ground_truth, evaluators, sizes or None, ev["missing"])
+    summary = {**evaluation.figures, "failed_metrics": evaluation.failed, "metric_failures": evaluation.image_failures,
+               "predictions": str(ev["predictions"]), "ground_truth": data.source}
+    atomic_write(run_dir() / "metrics.json", json_text(summary), fsync=False)
+    lines = [f"images: {summary['n_scored']}" + (f" ({summary['n_missing']} without a score map, "
+                                                  f"evaluate.missing={ev['missing']})" if summary["n_missing"] else "")]
+    if "maxboxacc" in summary:
+        v2 = summary["maxboxacc_v2_at_iou"]
+        lines += [f"MaxBoxAcc: {summary['maxboxacc']:.2f}% (threshold {summary['maxboxacc_best_threshold']:.2f})",
+                  f"MaxBoxAccV2: {summary['maxboxacc_v2']:.2f}% (IoU " + "/".join(f"{int(k) / 100:g}" for k in v2)
+                  + ": " + "/".join(f"{v:.2f}" for v in v2.values()) + ")"]
+    if "pointing_game" in summary:
+        lines.append(f"pointing game: {summary['pointing_game']:.3f} (tolerance {summary['pointing_game_tolerance']})")
+    for name, error in evaluation.failed.items():
+        lines.append(f"metric {name} failed: {error}")
+    print("\n".join(lines))
+    return float(summary.get("maxboxacc_v2", summary.get("pointing_game", float("nan"))))
 
 
 def check_image_sizes(data: EvaluationSet) -> None:

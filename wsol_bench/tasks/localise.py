@@ -15,7 +15,7 @@ import torch
 from omegaconf import DictConfig
 
 from wsol_bench.data.scoremaps import write_metadata
-from wsol_bench.data.sources import EvaluationSet, load_evaluation_set
+from wsol_bench.data.sources import DatasetSpec, EvaluationSet, load_evaluation_set
 from wsol_bench.distributed import barrier, broadcast_object, env_ranks, init_distributed, shutdown_distributed
 from wsol_bench.models import resolve_device
 from wsol_bench.pipeline.engine import Pipeline, global_batches, localise_dataset, merge_records
@@ -25,6 +25,7 @@ from wsol_bench.pipeline.store import prepare_records_dir
 from wsol_bench.reports.localisation_report import write_localisation_report
 from wsol_bench.reports.run_figures import cached_maps, write_run_figures
 from wsol_bench.saliency import SaliencyResult
+from wsol_bench.saliency.base import method_label
 from wsol_bench.saliency.cache import SaliencyCache
 from wsol_bench.tasks import run_dir
 from wsol_bench.tasks.factory import LocalisationPlan, localisation_plan, resolve_demo, section
@@ -43,6 +44,27 @@ def run(cfg: DictConfig) -> float | None:
     batches = len(global_batches(len(data.image_ids), plan.engine.batch_images)) if data is not None else 1
     with launch_ranks(plan.processes, device, batches):  # run.processes: this process becomes rank 0 of N
         return _localise(plan, device, data)
+
+
+def data_label(spec: DatasetSpec, n_images: int) -> str:
+    """What the data set is called in reports: its config name, the demo, or the user's folder."""
+    if spec.name not in ("demo", "custom"):
+        return f"{spec.name} ({n_images} images)"
+    if spec.name == "demo" and not spec.user_paths:
+        return f"demo ({n_images} images)"
+    return f"{spec.images or spec.root or spec.annotations} ({n_images} images)"
+
+
+def run_description(plan: LocalisationPlan, model: str, data: str) -> dict[str, str]:
+    """Model, saliency method, crops, box extractor and data of a run (reports' headline)."""
+    crops = plan.crops
+    return {
+        "model": model,
+        "saliency": method_label(plan.method),
+        "crops": f"{crops.crops} x {crops.crop}px of {crops.resize}px, top-{crops.top_k}",
+        "segmentation": plan.extractor.name or type(plan.extractor).__qualname__,
+        "data": data,
+    }
 
 
 def _localise(plan: LocalisationPlan, device: torch.device, data: EvaluationSet | None) -> float | None:
@@ -81,10 +103,7 @@ def _localise(plan: LocalisationPlan, device: torch.device, data: EvaluationSet 
             write_metadata(engine.scoremaps_dir, {r.image_id: data.ground_truth[r.image_id] for r in localised},
                            {r.image_id: (r.height, r.width) for r in localised}, data.synsets)
         description = {
-            "data": data.spec.name,
-            "model": classifier.name,
-            "saliency": type(plan.method).name,
-            "segmentation": type(plan.extractor).name,
+            **run_description(plan, classifier.name, data_label(plan.dataset, len(data.image_ids))),
             "world_size": info.world_size,
             **{f"rank0_{k}": v for k, v in counters.items()},
         }
