@@ -65,3 +65,28 @@ def test_a_non_editable_install_runs_the_demo_outside_the_checkout(wheel, tmp_pa
                          text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert json.loads((cwd / "run" / "metrics.json").read_text())["n_images"] == 1
+
+
+def test_version_comes_from_the_installed_metadata():
+    import importlib.metadata
+
+    import wsol_bench
+
+    assert wsol_bench.__version__ == importlib.metadata.version("wsol_bench")
+    assert "__version__" in dir(wsol_bench)
+
+
+def test_version_falls_back_to_the_source_tree_then_to_unknown(monkeypatch, tmp_path):
+    import importlib.metadata
+
+    import wsol_bench
+
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert wsol_bench._version() == project["version"]  # an uninstalled checkout: its pyproject.toml
+    assert wsol_bench._version(source_root=tmp_path) == "0+unknown"  # neither: a PEP 440 placeholder
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "other"\nversion = "9.9"\n')
+    assert wsol_bench._version(source_root=tmp_path) == "0+unknown"  # another project's file is not ours
