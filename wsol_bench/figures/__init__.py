@@ -16,16 +16,18 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 
-def new_figure(width: float, height: float, dpi: int = 100) -> Figure:
-    """A figure of ``width x height`` inches on its own Agg canvas."""
-    fig = Figure(figsize=(width, height), dpi=dpi)
+def new_figure(width: float, height: float, dpi: int = 100, layout: str | None = None) -> Figure:
+    """A figure of ``width x height`` inches on its own Agg canvas; ``layout``: matplotlib's (``"constrained"``)."""
+    fig = Figure(figsize=(width, height), dpi=dpi, layout=layout)
     FigureCanvasAgg(fig)
     return fig
 
 
-def save_figure(fig: Figure, path: str | Path, dpi: int | None = None) -> Path:
-    """Write ``fig`` as a PNG, creating the folder."""
+def save_figure(fig: Figure, path: str | Path, dpi: int | None = None, tight: bool = False) -> Path:
+    """Write ``fig`` as a PNG, creating the folder. ``tight``: crop (or grow) the picture to
+    every artist, e.g. a legend placed outside the figure (``bbox_inches="tight"``); the PNG
+    is then not ``figsize x dpi`` pixels."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=dpi)
+    fig.savefig(path, format="png", dpi=dpi, bbox_inches="tight" if tight else None, pad_inches=0.1)
     return path
