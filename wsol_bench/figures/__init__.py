@@ -5,7 +5,9 @@ guesses), :mod:`~wsol_bench.figures.paper` (the paper's Figures 2 and 3),
 :mod:`~wsol_bench.figures.compare` (saliency methods side by side),
 :mod:`~wsol_bench.figures.saliency` (an image's class maps), :mod:`~wsol_bench.figures.grid`
 (class model grids); :mod:`~wsol_bench.figures.layout` lays them out by measuring their text
-(see there for the conventions). The sweep plot lives with the sweep report.
+(see there for the conventions); :mod:`~wsol_bench.figures.palette` holds the one
+colour-blind-safe palette (Okabe-Ito) and the line style of each kind of box. The sweep
+plot lives with the sweep report.
 """
 
 from __future__ import annotations

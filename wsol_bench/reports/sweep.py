@@ -237,12 +237,14 @@ def plot_sweep(
 ) -> Figure:
     """One panel per metric: the metric against ``x`` with its 95 % interval as error bars
     (see :func:`interval_bounds`), one line per combination of the other swept settings,
-    told apart by marker and line style as well as colour. Lines are nudged sideways (a few %
+    told apart by marker and line style as well as colour (the palette's
+    :data:`~wsol_bench.figures.palette.SERIES_COLOURS`). Lines are nudged sideways (a few %
     of the x spacing) so their bars do not overlap; a categorical ``x`` gets one slot per
     value, lines side by side within it. The legend (one for the figure) sits below the
     panels and the PNG is cropped to hold everything (``bbox_inches="tight"``), so neither
     covers a panel nor is cut off. Writes the PNG at ``path`` and returns the figure."""
     from wsol_bench.figures import new_figure, save_figure
+    from wsol_bench.figures.palette import SERIES_COLOURS
 
     done = table[table.status == "ok"]
     metrics = tuple(m for m in metrics if m in done.columns and pd.to_numeric(done[m], errors="coerce").notna().any())
@@ -275,6 +277,7 @@ def plot_sweep(
             keys = key if isinstance(key, tuple) else (key,)
             label = ", ".join(f"{k}={v}" for k, v in zip(others, keys)) or None
             ax.errorbar(xs, y, yerr=yerr, marker=markers[n % len(markers)], capsize=3,
+                        color=SERIES_COLOURS[n % len(SERIES_COLOURS)],
                         linestyle=styles[n // len(markers) % len(styles)] if numeric else "none", label=label)
         if not numeric:
             ax.set_xticks(range(len(categories)), categories, rotation=20 if len(categories) > 3 else 0)
