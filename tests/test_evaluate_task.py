@@ -121,3 +121,74 @@ def test_prediction_csv_keeps_boxless_guesses_and_extra_columns(tmp_path):
     df = read_predictions_csv(path)
     assert df["rank"].tolist() == [1, 2] and df["xmax"].iloc[0] == 49 and pd.isna(df["xmin"].iloc[1])
     assert df["score"].tolist() == [0.5, 0.25]
+
+
+# --- labels-only files and the devkit's two tasks ---------------------------------------------------
+
+
+def _devkit_run(tmp_path, shared_sample, lines: list[str], fmt: str):
+    pred = tmp_path / "pred.txt"
+    pred.write_text("".join(lines))
+    out = tmp_path / "run"
+    res = run_cli("task=evaluate", f"evaluate.predictions={pred}", f"evaluate.format={fmt}",
+                  f"dataset.annotations={shared_sample / 'xml'}",
+                  f"dataset.devkit_meta={shared_sample / 'devkit' / 'meta.mat'}", f"dataset.limit={len(lines)}",
+                  f"hydra.run.dir={out}")
+    assert res.returncode == 0, res.stdout
+    return res.stdout, json.loads((out / "metrics.json").read_text())
+
+
+def test_devkit_cls_labels_only_file_prints_and_stores_no_localisation_error(tmp_path, shared_sample):
+    with (shared_sample / "devkit" / "demo.val.pred.txt").open() as fh:
+        lines = [next(fh) for _ in range(5)]  # the devkit's task-1 demo file: labels only
+    stdout, metrics = _devkit_run(tmp_path, shared_sample, lines, "devkit_cls")
+    assert "cls error" in stdout and "loc error" not in stdout
+    assert "labels only" in stdout
+    assert metrics["loc_error_at_k"] is None and metrics["loc_error_ci95"] is None
+    assert metrics["gt_known_loc_error"] is None and metrics["labels_only"] is True
+    assert len(metrics["cls_error_at_k"]) == 5 and metrics["n_images"] == 5
+
+
+def test_devkit_task2_table_says_where_its_classification_row_comes_from(tmp_path, shared_sample):
+    import gzip
+
+    with gzip.open(shared_sample / "devkit" / "demo.val.pred.det.txt.gz", "rt") as fh:
+        lines = [next(fh) for _ in range(5)]
+    stdout, metrics = _devkit_run(tmp_path, shared_sample, lines, "devkit")
+    table = stdout[stdout.index("loc error"):].splitlines()
+    assert table[1].startswith("cls error")
+    assert table[2].startswith("note: cls error") and "task-2" in table[2] and "task-1" in table[2]
+    assert "devkit_cls" in table[2]
+    assert len(metrics["loc_error_at_k"]) == 5 and "labels_only" not in metrics
+
+
+def test_a_csv_without_any_box_is_scored_as_labels_only(tmp_path):
+    ann = tmp_path / "ann"
+    ann.mkdir()
+    write_xml(ann, "img_a", [("n01440764", 0, 0, 49, 49)])
+    write_xml(ann, "img_b", [("n01443537", 10, 10, 59, 59)])
+    pred = tmp_path / "pred.csv"
+    pred.write_text("image_id,rank,synset,xmin,ymin,xmax,ymax\nimg_a,1,n01440764,,,,\nimg_b,1,n01440764,,,,\n"
+                    "img_b,2,n01443537,,,,\n")
+    out = tmp_path / "run"
+    res = run_cli("task=evaluate", f"evaluate.predictions={pred}", f"dataset.annotations={ann}",
+                  f"hydra.run.dir={out}")
+    assert res.returncode == 0, res.stdout
+    assert "loc error" not in res.stdout and "note:" not in res.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["cls_error_at_k"] == [0.5, 0.0, 0.0, 0.0, 0.0] and metrics["loc_error_at_k"] is None
+
+
+def test_format_metrics_rows():
+    from wsol_bench.reports.metrics_file import format_metrics, without_localisation
+
+    summary = {"n_images": 4, "loc_error_at_k": [1.0, 0.5], "cls_error_at_k": [0.5, 0.25], "gt_known_loc_error": 0.5,
+               "loc_error_ci95": [[0, 1], [0, 1]], "gt_known_loc_error_ci95": [0, 1]}
+    text = format_metrics(summary)
+    assert "loc error        1.0000  0.5000" in text and "GT-known loc error: 0.5000" in text
+    assert "note" not in text
+    labels = without_localisation(summary)
+    assert labels["labels_only"] is True and summary["loc_error_at_k"] == [1.0, 0.5]  # a copy
+    text = format_metrics(labels)
+    assert "loc error" not in text and "cls error        0.5000  0.2500" in text
+    assert "note: cls error" in format_metrics(summary, prediction_format="devkit").splitlines()[-1]

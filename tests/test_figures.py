@@ -335,3 +335,80 @@ def test_saliency_figure_of_an_image_has_one_panel_per_class(tmp_path):
     with Image.open(path) as png:
         width, height = png.size
     assert width == 4 * 260 + 3 * 10 + 2 * 10 and height > 150
+
+
+# --- readable maps, colour-blind-safe boxes ---------------------------------------------------------
+
+
+def test_saliency_strip_of_a_map_with_one_bright_pixel_still_shows_the_rest(tmp_path):
+    from wsol_bench.figures.saliency import saliency_figure
+    from wsol_bench.saliency import SaliencyResult
+
+    rng = np.random.default_rng(0)
+    maps = rng.random((2, 150, 225)).astype(np.float32) * 1e-3  # a gradient map's tiny values ...
+    maps[:, 70, 100] = 1.0  # ... and one pixel a thousand times brighter
+    result = SaliencyResult(np.arange(5, dtype=np.float32), np.array([4, 3]), maps)
+    fig = saliency_figure(CAT[::2, ::2], result, ["a", "b", "c", "d", "e"])
+    for ax in fig.axes[1:]:
+        panel = np.asarray(ax.images[0].get_array(), dtype=float)
+        assert panel.ndim == 3, "a colour map, not grey"
+        luminance = panel[..., :3] @ [0.2126, 0.7152, 0.0722]
+        assert np.median(luminance) > 50  # the median pixel is not black (0 before: the map scaled to its max)
+        assert luminance.max() > 200 and luminance.min() < 20  # the full range of the colour map is used
+    shown = " ".join(t.get_text() for t in all_texts(fig))
+    assert "99th percentile" in shown
+    _saved(fig, tmp_path / "strip.png")
+    _assert_texts_disjoint_and_inside(fig)
+
+
+def test_boxes_use_one_colour_blind_safe_palette_with_distinct_line_styles(tmp_path):
+    from matplotlib.colors import to_rgba
+
+    from wsol_bench.figures import paper
+    from wsol_bench.figures.layout import SEED_COLOURS
+    from wsol_bench.figures.palette import BOX_STYLES, OKABE_ITO, SERIES_COLOURS
+
+    okabe_ito = {to_rgba(c) for c in OKABE_ITO.values()}
+    assert len(OKABE_ITO) == 8 and to_rgba("#E69F00") in okabe_ito and to_rgba("#0072B2") in okabe_ito
+    assert {to_rgba(s.colour) for s in BOX_STYLES.values()} <= okabe_ito
+    assert len({s.colour for s in BOX_STYLES.values()}) == len(BOX_STYLES)
+    assert len({str(s.linestyle) for s in BOX_STYLES.values()}) == len(BOX_STYLES)  # never by hue alone
+    assert {to_rgba(c) for c in SERIES_COLOURS} <= okabe_ito
+    assert COLOURS == {kind: style.colour for kind, style in BOX_STYLES.items()}
+    assert {tuple(np.array(to_rgba(OKABE_ITO[n])[:3]) * 255) for n in ("vermillion", "sky blue")} == \
+        {tuple(map(float, c)) for c in SEED_COLOURS.values()}
+
+    # the localisation figure draws each kind of box in its colour and line style
+    gt = [Box(60, 20, 420, 290, "n01")]
+    guesses = score_guesses([Box(60, 20, 420, 290, "n01"), Box(0, 0, 50, 50, "n02")], gt, [2.0, 1.0])
+    fig = localisation_figure(CAT, gt, guesses)
+    drawn = {(to_rgba(p.get_edgecolor()), p.get_linestyle()) for p in fig.axes[0].patches}
+    from matplotlib.patches import Rectangle
+
+    def style_of(kind):
+        probe = Rectangle((0, 0), 1, 1, ec=BOX_STYLES[kind].colour, ls=BOX_STYLES[kind].linestyle)
+        return to_rgba(probe.get_edgecolor()), probe.get_linestyle()
+
+    assert drawn == {style_of("ground truth"), style_of("correct guess"), style_of("wrong guess")}
+    # the paper's Figure 3 box and ground truth alike
+    row = SegmentationRow(CAT, _map(CAT), box=Box(10, 10, 200, 200), ground_truth=(gt[0],))
+    fig3 = paper.paper_figure3([row])
+    drawn3 = {(to_rgba(p.get_edgecolor()), p.get_linestyle()) for ax in fig3.axes for p in ax.patches}
+    assert drawn3 == {style_of("ground truth"), style_of("guess (not scored)")}
+
+
+def test_sweep_lines_use_the_palette(tmp_path):
+    from matplotlib.colors import to_rgba
+
+    from wsol_bench.figures.palette import SERIES_COLOURS
+    from wsol_bench.reports.sweep import collect_sweep, plot_sweep
+
+    sweep = tmp_path / "multirun"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text("{}")
+    for j, (fg, method) in enumerate([(0.9, "graphcut"), (0.95, "graphcut"), (0.9, "grabcut"), (0.95, "grabcut")]):
+        _fake_run(sweep / str(j), _config(fg, method), [f"segmentation.fg_quantile={fg}", f"segmentation={method}"],
+                  0.4 + 0.05 * j)
+    fig = plot_sweep(collect_sweep(sweep), "segmentation.fg_quantile", tmp_path / "sweep.png")
+    colours = [to_rgba(c.lines[0].get_color()) for c in fig.axes[0].containers]
+    assert colours == [to_rgba(c) for c in SERIES_COLOURS[:2]]

@@ -6,12 +6,15 @@ Public names (imported on first use, so ``import wsol_bench`` stays light):
 * :func:`saliency_method`, :func:`box_extractor`, :func:`evaluator`: parts by name and parameters;
 * :class:`Box`, :class:`ImageAnnotation`, :class:`Classifier`, :class:`ModelSpec`,
   :func:`build_classifier`, :class:`CropSettings`, :func:`image_saliency`;
-* the registries :data:`SALIENCY_METHODS`, :data:`BOX_EXTRACTORS`, :data:`METRICS`, :data:`MODELS`.
+* the registries :data:`SALIENCY_METHODS`, :data:`BOX_EXTRACTORS`, :data:`METRICS`, :data:`MODELS`;
+* ``__version__``: the installed distribution's version (``importlib.metadata``); in an uninstalled
+  checkout the version in its ``pyproject.toml``, else ``"0+unknown"``.
 """
 
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Any
 
 _EXPORTS = {
@@ -41,11 +44,33 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
+def _version(source_root: Path = Path(__file__).resolve().parent.parent) -> str:
+    """The installed version, else ``source_root/pyproject.toml``'s (if it names this project), else ``0+unknown``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("wsol_bench")
+    except PackageNotFoundError:
+        pass
+    try:
+        import tomllib
+
+        project = tomllib.loads((source_root / "pyproject.toml").read_text())["project"]
+        if project["name"] == "wsol_bench":
+            return str(project["version"])
+    except (ImportError, OSError, KeyError, TypeError, ValueError):  # no tomllib (3.10), no file, not ours
+        pass
+    return "0+unknown"
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        globals()["__version__"] = found = _version()  # looked up once, on first use
+        return found
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'wsol_bench' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+    return sorted({*globals(), *_EXPORTS, "__version__"})

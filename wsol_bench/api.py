@@ -21,12 +21,22 @@ import pandas as pd
 import torch
 
 from wsol_bench.boxes import Box, ImageAnnotation
-from wsol_bench.data.images import read_rgb
+from wsol_bench.data.images import to_rgb
 from wsol_bench.data.synsets import SynsetTable, default_synsets
 from wsol_bench.frames import map_to_original, resize_shorter_side
 from wsol_bench.models import Classifier, ModelSpec, build_classifier, wrap_module
-from wsol_bench.saliency import CropSettings, SaliencyMethod, image_saliency, saliency_method
-from wsol_bench.segmentation import BoxExtractor, Localisation, box_extractor, localise_image
+from wsol_bench.saliency import (
+    CropSettings,
+    SaliencyMethod,
+    image_saliency,
+    saliency_method,
+)
+from wsol_bench.segmentation import (
+    BoxExtractor,
+    Localisation,
+    box_extractor,
+    localise_image,
+)
 
 
 @dataclass
@@ -61,33 +71,6 @@ def as_classifier(model: Classifier | ModelSpec | str | torch.nn.Module, **modul
     raise TypeError(f"model: expected a Classifier, ModelSpec, model name or nn.Module, got {type(model).__name__}")
 
 
-def as_rgb(image: Any) -> np.ndarray:
-    """``H x W x 3`` uint8 RGB from a path, a PIL image, a uint8 array (``H x W`` or
-    ``H x W x 3``) or a tensor (``(3, H, W)``: uint8, or float in ``[0, 1]``)."""
-    if isinstance(image, (str, Path)):
-        return read_rgb(image)
-    try:
-        from PIL import Image
-
-        if isinstance(image, Image.Image):
-            return np.asarray(image.convert("RGB"), dtype=np.uint8)
-    except ImportError:  # pragma: no cover - Pillow is a dependency
-        pass
-    if isinstance(image, torch.Tensor):
-        t = image.detach().cpu()
-        if t.ndim != 3 or t.shape[0] != 3:
-            raise ValueError(f"image tensor: expected (3, H, W), got {tuple(t.shape)}")
-        if t.dtype != torch.uint8:
-            t = (t.float().clamp(0, 1) * 255).round().to(torch.uint8)
-        return np.ascontiguousarray(t.permute(1, 2, 0).numpy())
-    array = np.asarray(image)
-    if array.ndim == 2:
-        array = np.repeat(array[..., None], 3, axis=2)
-    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
-        raise ValueError(f"image array: expected H x W x 3 uint8 RGB, got {array.shape} {array.dtype}")
-    return np.ascontiguousarray(array)
-
-
 def localise(
     model: Classifier | ModelSpec | str | torch.nn.Module,
     image: Any,
@@ -110,7 +93,7 @@ def localise(
     method = saliency_method(method) if isinstance(method, str) else method
     segmenter = box_extractor(segmenter) if isinstance(segmenter, str) else segmenter
     settings = crops if isinstance(crops, CropSettings) else CropSettings(crops=int(crops), top_k=top_k)
-    rgb = as_rgb(image)
+    rgb = to_rgb(image)
     resized = resize_shorter_side(rgb, settings.resize)
     [result] = image_saliency(method, classifier, [resized], settings, extra_classes=[list(classes)])
     original = rgb.shape[:2]

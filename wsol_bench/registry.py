@@ -15,7 +15,7 @@ import dataclasses
 import importlib
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -128,7 +128,12 @@ def _type_name(hint: Any) -> str:
 
 
 class Registry(Generic[T]):
-    """Parts of one kind by name. ``builtins``: name -> ``'module:attribute'``, imported lazily."""
+    """Parts of one kind by name. ``builtins``: name -> ``'module:attribute'``, imported lazily.
+
+    A registry is a read-only collection of its names: iterating gives them sorted (as
+    :meth:`names`), ``len`` counts them, ``name in registry`` asks for a built-in or registered
+    name (not an import path ``package.module:Name``, which :meth:`get` also accepts).
+    """
 
     def __init__(self, kind: str, builtins: Mapping[str, str]) -> None:
         self.kind = kind
@@ -136,7 +141,20 @@ class Registry(Generic[T]):
         self._registered: dict[str, T] = {}
 
     def names(self) -> list[str]:
+        """The built-in and registered names, sorted."""
         return sorted({*self._builtins, *self._registered})
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._builtins.keys() | self._registered.keys())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and (name in self._builtins or name in self._registered)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}: {', '.join(self.names())})"
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator: make ``obj`` available as ``name`` (for parts defined at run time)."""

@@ -1,9 +1,10 @@
 """Image decoding that copes with the oddities of real ILSVRC files, and the run's Dataset.
 
 Decoding sniffs the format from the content (a PNG named ``.JPEG`` decodes), converts
-CMYK, greyscale, palette and alpha images to RGB, scales 16-bit data to 8 bits, refuses
-images above a pixel limit (decompression bombs), and reports unreadable or truncated files
-as a failure with a reason instead of raising, so a long run goes on.
+CMYK, greyscale, palette, alpha and high-bit-depth images to 8-bit RGB by the rules of
+:func:`to_rgb`, refuses images above a pixel limit (decompression bombs), and reports
+unreadable or truncated files as a failure with a reason instead of raising, so a long run
+goes on. The same rules convert PIL images, arrays and tensors given to the Python API.
 """
 
 from __future__ import annotations
@@ -18,21 +19,57 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch.utils.data
 from PIL import Image, UnidentifiedImageError
 
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own limit for an error (twice its warning limit)
-_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+# Suffixes (lower case) of the files an image folder is read for: formats Pillow decodes
+# without plugins. A multi-frame file (GIF, TIFF) gives its first frame.
+IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".jpe", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
+                            ".ppm", ".pgm", ".pbm", ".pnm"})
+# Files an image folder is known to hold besides images (annotations, lists, archives): skipped.
+NON_IMAGE_SUFFIXES = frozenset({".xml", ".txt", ".csv", ".tsv", ".json", ".yaml", ".yml", ".md", ".mat", ".npy",
+                                ".npz", ".log", ".tar", ".tgz", ".gz", ".zip", ".pdf", ".html"})
 
 
 class ImageReadError(Exception):
     """An image file that cannot be decoded; the message names the file and the cause."""
 
 
+def sort_folder(directory: Path) -> tuple[list[Path], list[tuple[str, str]]]:
+    """The image files of ``directory`` (sorted by name) and every other entry as ``(name, reason)``.
+
+    An image file has a suffix of :data:`IMAGE_SUFFIXES` (any case) and is not hidden. The
+    rest is skipped with its reason, the unexpected first: an unknown suffix, no suffix, then
+    folders, hidden entries and known non-image files (:data:`NON_IMAGE_SUFFIXES`).
+    """
+    images: list[Path] = []
+    skipped: list[tuple[int, str, str]] = []
+    for p in sorted(directory.iterdir()):
+        suffix = p.suffix.lower()
+        if p.name.startswith("."):
+            skipped.append((3, p.name, "hidden"))
+        elif p.is_dir():
+            skipped.append((2, p.name, "a folder"))
+        elif not p.is_file():
+            skipped.append((1, p.name, "not a regular file"))
+        elif suffix in IMAGE_SUFFIXES:
+            images.append(p)
+        elif suffix in NON_IMAGE_SUFFIXES:
+            skipped.append((4, p.name, f"not an image: {suffix}"))
+        elif not suffix:
+            skipped.append((1, p.name, "no suffix"))
+        else:
+            skipped.append((0, p.name, f"not a suffix Pillow reads here: {p.suffix}"))
+    return images, [(name, reason) for _, name, reason in sorted(skipped)]
+
+
 def read_rgb(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS, data: bytes | None = None) -> np.ndarray:
-    """Decode ``path`` (or its already-read bytes ``data``) into ``H x W x 3`` uint8 RGB.
+    """Decode ``path`` (or its already-read bytes ``data``) into ``H x W x 3`` uint8 RGB by the rules of :func:`to_rgb`.
 
     Images of more than ``max_pixels`` pixels are refused (``None``: no limit). Raises
     :class:`ImageReadError` naming the file and the cause.
@@ -48,7 +85,10 @@ def read_rgb(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS, data
                         f"{path}: {im.width}x{im.height} = {im.width * im.height} pixels exceeds the limit of "
                         f"{max_pixels} (dataset.max_pixels)")
                 im.load()  # decode now: truncated data fails here, not later
-                rgb = _to_rgb(im)
+                try:
+                    rgb = to_rgb(im)
+                except ValueError as err:  # decoded, but values no rule converts (NaN in a float image)
+                    raise ImageReadError(f"{path}: {err}") from err
     except ImageReadError:
         raise
     except FileNotFoundError:
@@ -60,16 +100,136 @@ def read_rgb(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS, data
     return np.ascontiguousarray(rgb)
 
 
-def _to_rgb(im: Image.Image) -> np.ndarray:
-    if im.mode in _SIXTEEN_BIT_MODES:
-        values = np.asarray(im, dtype=np.float64)
-        grey = np.clip(np.round(values * (255.0 / 65535.0)), 0, 255).astype(np.uint8)
-        return np.repeat(grey[..., None], 3, axis=2)
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        im = im.convert("RGBA")
-        background = Image.new("RGBA", im.size, (255, 255, 255, 255))
-        im = Image.alpha_composite(background, im)
-    return np.asarray(im.convert("RGB"), dtype=np.uint8)
+def to_rgb(image: Any) -> np.ndarray:
+    """``H x W x 3`` uint8 RGB from a path, a PIL image, a numpy array or a torch tensor.
+
+    * a path (``str`` or ``Path``): :func:`read_rgb` (the PIL rules below, after decoding);
+    * a PIL image, by mode: 8-bit modes (``1``, ``L``, ``P``, ``RGB``, ``CMYK``, ``YCbCr``,
+      ...) through Pillow's own conversion; 16-bit ``I;16*`` from their full range (value
+      / 257, rounded); 32-bit integer ``I`` (how Pillow opens many 16-bit files) as 16-bit
+      data when all values are in 0..65535, else stretched from its min..max to 0..255;
+      float ``F`` x 255 when all values are in [0, 1], else stretched from min..max; NaN or
+      infinite values are refused;
+    * an array (``H x W``, ``H x W x 1``, ``H x W x 3``, ``H x W x 4``; channels last) or a
+      tensor (``(H, W)``, ``(1, H, W)``, ``(3, H, W)``, ``(4, H, W)``; channels first), by
+      type: uint8 as is; float in [0, 1] x 255, rounded (anything else is refused: a
+      normalised tensor, [0, 255] floats, NaN, infinity); uint16 / 257, rounded; other
+      integer types (int64 from ``tensor.long()``, int32, ...) cast when all values are in
+      0..255, else refused. Unlike a PIL ``I`` or ``F`` image (a file's content, of no other
+      convention), an array or tensor out of its range is refused, not stretched;
+    * alpha (PIL ``RGBA``, ``LA``, ``PA``, palette or colour-key transparency; a 4th channel):
+      composited on white, ``c * a / 255 + 255 * (1 - a / 255)`` rounded, alike for all inputs.
+
+    Raises ``ValueError`` (``TypeError`` for other types) saying what is wrong.
+    """
+    if isinstance(image, (str, Path)):
+        return read_rgb(image)
+    if isinstance(image, Image.Image):
+        return _pil_to_rgb(image)
+    if isinstance(image, torch.Tensor):
+        t = image.detach().cpu()
+        if t.dtype == torch.bfloat16:  # numpy has no bfloat16
+            t = t.float()
+        what = f"image tensor of shape {tuple(t.shape)}"
+        if t.ndim == 3 and t.shape[0] not in (1, 3, 4) and t.shape[2] in (1, 3, 4):
+            raise ValueError(f"{what}: tensors are (C, H, W); for an H x W x C tensor pass t.permute(2, 0, 1)")
+        if t.ndim == 4:
+            raise ValueError(f"{what}: expected one image, (C, H, W), not a batch; pass t[0]")
+        if t.ndim == 3:
+            if t.shape[0] not in (1, 3, 4):
+                raise ValueError(f"{what}: expected (H, W) or (C, H, W) with C = 1, 3 or 4")
+            t = t.permute(1, 2, 0)
+        return _array_to_rgb(t.numpy(), what)
+    if isinstance(image, np.ndarray):
+        what = f"image array of shape {image.shape}"
+        if image.ndim == 3 and image.shape[2] not in (1, 3, 4) and image.shape[0] in (1, 3, 4):
+            raise ValueError(f"{what}: arrays are H x W x C; for a (C, H, W) array pass a.transpose(1, 2, 0)")
+        return _array_to_rgb(image, what)
+    raise TypeError(f"image: expected a path, a PIL image, a numpy array or a torch tensor, got {type(image).__name__}")
+
+
+def _pil_to_rgb(im: Image.Image) -> np.ndarray:
+    """The PIL rules of :func:`to_rgb`."""
+    if im.mode.startswith("I") or im.mode == "F":
+        values = np.asarray(im)
+        if im.mode.startswith("I;16") and values.dtype.kind == "u":
+            return _grey(_scale_uint16(values))
+        return _grey(_scale_deep(values, im.mode))
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
+        return _on_white(np.asarray(im.convert("RGBA"), dtype=np.uint8))
+    return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
+
+
+def _scale_uint16(values: np.ndarray) -> np.ndarray:
+    return np.round(values.astype(np.float64) / 257.0).astype(np.uint8)
+
+
+def _scale_deep(values: np.ndarray, mode: str) -> np.ndarray:
+    """A PIL ``I`` / ``F`` image to uint8: 16-bit data or [0, 1] floats by their range, anything else by min..max."""
+    v = values.astype(np.float64)
+    if not np.isfinite(v).all():
+        raise ValueError(f"PIL mode {mode}: NaN or infinite values")
+    lo, hi = (float(v.min()), float(v.max())) if v.size else (0.0, 0.0)
+    if mode == "F" and lo >= 0 and hi <= 1:
+        return np.round(v * 255).astype(np.uint8)
+    if mode != "F" and lo >= 0 and hi <= 65535:
+        return np.round(v / 257.0).astype(np.uint8)
+    if hi == lo:
+        return np.zeros(v.shape, dtype=np.uint8)
+    return np.round((v - lo) * (255.0 / (hi - lo))).astype(np.uint8)
+
+
+def _array_to_rgb(array: np.ndarray, what: str) -> np.ndarray:
+    """The array rules of :func:`to_rgb` (channels last)."""
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
+        raise ValueError(f"{what}: expected H x W, H x W x 3 or H x W x 4 (arrays) or (C, H, W) (tensors)")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError(f"{what}: empty image")
+    array = _values_to_uint8(array, what)
+    if array.ndim == 2:
+        return _grey(array)
+    return _on_white(array) if array.shape[2] == 4 else np.ascontiguousarray(array)
+
+
+def _values_to_uint8(array: np.ndarray, what: str) -> np.ndarray:
+    kind = array.dtype.kind
+    if array.dtype == np.uint8:
+        return array
+    if kind == "f":
+        if not np.isfinite(array).all():
+            raise ValueError(f"{what}: NaN or infinite values; expected RGB in [0, 1] (or uint8)")
+        lo, hi = float(array.min()), float(array.max())
+        if lo >= 0 and hi <= 1:
+            return np.round(array.astype(np.float64) * 255).astype(np.uint8)
+        if lo < 0:
+            raise ValueError(
+                f"{what}: {array.dtype} values {lo:.4g}..{hi:.4g}; expected RGB in [0, 1] (or uint8 0..255), not a "
+                "normalised tensor: undo the model's normalisation first (x * std + mean)")
+        raise ValueError(
+            f"{what}: {array.dtype} values {lo:.4g}..{hi:.4g} look like [0, 255] floats; expected RGB in [0, 1] "
+            "(or uint8): divide by 255, or convert with .round().to(torch.uint8) / np.round(a).astype(np.uint8)")
+    if array.dtype == np.uint16:
+        return _scale_uint16(array)
+    if kind in "iu":
+        lo, hi = int(array.min()), int(array.max())
+        if lo >= 0 and hi <= 255:
+            return array.astype(np.uint8)
+        raise ValueError(f"{what}: {array.dtype} values {lo}..{hi} outside 0..255; integer images must hold 0..255 "
+                         "(or be uint16, scaled / 257)")
+    raise ValueError(f"{what}: {array.dtype} values are not an image (expected uint8, uint16, other integers in "
+                     "0..255, or floats in [0, 1])")
+
+
+def _grey(grey: np.ndarray) -> np.ndarray:
+    return np.repeat(grey[..., None], 3, axis=2)
+
+
+def _on_white(rgba: np.ndarray) -> np.ndarray:
+    """uint8 RGBA composited on a white background, rounded."""
+    alpha = rgba[..., 3:].astype(np.float64) / 255.0
+    return np.round(rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
 
 
 @dataclass

@@ -8,8 +8,10 @@
   evaluated set in sorted file-name order; ``label xmin ymin xmax ymax`` repeated per
   guess, labels are ILSVRC2012_IDs (1..1000, see :mod:`wsol_bench.data.synsets`).
 
-Readers are strict: a value of the wrong type, a row with the wrong number of fields or
-an empty file is an error naming ``file:line``.
+Readers are strict: a value of the wrong type, a row with the wrong number of fields, a
+synset that is not a WNID (``n02123045``, not the class name ``tabby``), two guesses of one
+rank for an image, or an empty file is an error naming ``file:line``.
+:func:`check_predictions_frame` applies the same rules to a table in memory, naming the row.
 """
 
 from __future__ import annotations
@@ -17,18 +19,21 @@ from __future__ import annotations
 import csv
 import gzip
 import math
-from collections.abc import Iterable, Sequence
+import numbers
+import re
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
 from wsol_bench.boxes import Box
-from wsol_bench.data.synsets import SynsetTable
+from wsol_bench.data.synsets import SynsetTable, default_synsets
 
 PREDICTION_COLUMNS = ["image_id", "rank", "synset", "xmin", "ymin", "xmax", "ymax"]
 BOX_COLUMNS = ["xmin", "ymin", "xmax", "ymax"]
+_WNID = re.compile(r"n\d{8}")
 
 
 class Guesses(Protocol):
@@ -57,8 +62,10 @@ def gt_known_table(results: Iterable[Guesses]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["image_id", *BOX_COLUMNS])
 
 
-def read_predictions_csv(path: str | Path) -> pd.DataFrame:
-    """Read a long-format prediction CSV strictly (see the module docstring)."""
+def read_predictions_csv(path: str | Path, synsets: SynsetTable | None = None) -> pd.DataFrame:
+    """Read a long-format prediction CSV strictly (see the module docstring), checked by
+    :func:`check_predictions_frame`'s rules with errors naming ``file:line``. ``synsets``: the
+    table whose class names an error's hint looks up (default: the sorted-WNID table)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such prediction file")
@@ -71,6 +78,7 @@ def read_predictions_csv(path: str | Path) -> pd.DataFrame:
         if header[: len(PREDICTION_COLUMNS)] != PREDICTION_COLUMNS:
             raise ValueError(f"{path}:1: header {header} does not start with {PREDICTION_COLUMNS}")
         rows: list[list] = []
+        lines: list[int] = []
         for row in reader:
             line = reader.line_num
             if not row or not "".join(row).strip():
@@ -80,21 +88,136 @@ def read_predictions_csv(path: str | Path) -> pd.DataFrame:
             rank = _integer(row[1], f"{path}:{line}", "rank")
             if rank is None or rank < 1:
                 raise ValueError(f"{path}:{line}: rank {row[1]!r} is not a 1-based integer")
-            if not row[0].strip() or not row[2].strip():
-                raise ValueError(f"{path}:{line}: empty image_id or synset")
             coords = [_integer(v, f"{path}:{line}", c) for v, c in zip(row[3:7], BOX_COLUMNS)]
-            if any(c is None for c in coords) and not all(c is None for c in coords):
-                raise ValueError(f"{path}:{line}: a box needs all four coordinates (or none, for no box)")
-            rows.append([row[0].strip(), rank, row[2].strip(),
-                         *(np.nan if c is None else c for c in coords), *row[7:]])
+            rows.append([row[0], rank, row[2], *(np.nan if c is None else c for c in coords), *row[7:]])
+            lines.append(line)
     if not rows:
         raise ValueError(f"{path}: no predictions after the header")
     df = pd.DataFrame(rows, columns=header)
+    df = _check_frame(df, str(path), lambda i: f"{path}:{lines[i]}", lambda i: f"line {lines[i]}", synsets)
     for extra in header[len(PREDICTION_COLUMNS):]:
         numeric = pd.to_numeric(df[extra], errors="coerce")
         if numeric.notna().sum() == (df[extra].astype(str).str.strip() != "").sum():
             df[extra] = numeric
     return df
+
+
+def check_predictions_frame(
+    df: pd.DataFrame, source: str = "predictions", synsets: SynsetTable | None = None
+) -> pd.DataFrame:
+    """A long-format prediction table in memory, checked as strictly as :func:`read_predictions_csv`.
+
+    Required columns :data:`PREDICTION_COLUMNS` (in any order, extra columns kept after them);
+    ``image_id`` a non-empty string; ``rank`` a 1-based integer (``2`` or ``2.0``, not ``1.7``,
+    ``"2"``, NaN or ``True``); ``synset`` a WNID string (``n02123045``); the coordinates
+    integers (0-based inclusive pixels), or all four missing (NaN / None: a guess without a
+    box), never strings or NaN in only some; one guess per image and rank. Errors name
+    ``source`` and the row (its index label). Returns a normalised copy: strings stripped,
+    ``rank`` int64, each coordinate column int64 (float64 with NaN where some box is missing).
+    ``synsets``: the table whose class names an error's hint looks up (default: sorted WNIDs).
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"{source}: expected a pandas DataFrame with columns {', '.join(PREDICTION_COLUMNS)}, "
+                        f"got {type(df).__name__}")
+
+    def where(i: int) -> str:
+        image_id = df["image_id"].iloc[i] if "image_id" in df.columns else None
+        known = f" (image_id {image_id!r})" if isinstance(image_id, str) and image_id.strip() else ""
+        return f"{source}, row {df.index[i]!r}{known}"
+
+    return _check_frame(df, source, where, lambda i: f"row {df.index[i]!r}", synsets)
+
+
+def _check_frame(
+    df: pd.DataFrame, source: str, where: Callable[[int], str], short: Callable[[int], str],
+    synsets: SynsetTable | None,
+) -> pd.DataFrame:
+    """:func:`check_predictions_frame`'s rules; ``where(i)`` / ``short(i)`` name the ``i``-th row in errors."""
+    missing = [c for c in PREDICTION_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{source}: missing column(s) {', '.join(missing)}; a prediction table has "
+                         f"{', '.join(PREDICTION_COLUMNS)}")
+    if df.columns.duplicated().any():
+        raise ValueError(f"{source}: repeated column(s) {', '.join(map(str, df.columns[df.columns.duplicated()]))}")
+    if df.empty:
+        raise ValueError(f"{source}: no predictions")
+    out = df[[*PREDICTION_COLUMNS, *(c for c in df.columns if c not in PREDICTION_COLUMNS)]].copy()
+    for column in ("image_id", "synset"):
+        values = out[column].to_numpy(dtype=object)
+        for i, v in enumerate(values):
+            if column == "image_id" and not (isinstance(v, str) and v.strip()):
+                raise ValueError(f"{where(i)}: image_id {_show(v)} is not a non-empty string")
+            if column == "synset" and not (isinstance(v, str) and _WNID.fullmatch(v.strip())):
+                raise ValueError(f"{where(i)}: synset {_show(v)} is not a WNID (WNIDs look like n02123045)"
+                                 f"{_wnid_hint(v, synsets)}")
+        out[column] = [v.strip() for v in values]
+    rank, _ = _whole_numbers(out["rank"], "rank", where, allow_missing=False)
+    bad = np.flatnonzero(rank < 1)
+    if bad.size:
+        raise ValueError(f"{where(bad[0])}: rank {_show(out['rank'].iloc[bad[0]])} is not a 1-based integer")
+    out["rank"] = rank.astype(np.int64)
+    coords = {c: _whole_numbers(out[c], c, where, allow_missing=True) for c in BOX_COLUMNS}
+    n_missing = np.sum([m for _, m in coords.values()], axis=0)
+    bad = np.flatnonzero((n_missing > 0) & (n_missing < len(BOX_COLUMNS)))
+    if bad.size:
+        raise ValueError(f"{where(bad[0])}: a box needs all four coordinates (or none, for no box)")
+    for c, (values, gone) in coords.items():
+        out[c] = values if gone.any() else values.astype(np.int64)
+    repeated = out.duplicated(["image_id", "rank"]).to_numpy()
+    if repeated.any():
+        i = int(np.flatnonzero(repeated)[0])
+        image_id, r = out["image_id"].iloc[i], int(out["rank"].iloc[i])
+        first = int(np.flatnonzero((out["image_id"] == image_id).to_numpy() & (out["rank"] == r).to_numpy())[0])
+        raise ValueError(f"{where(i)}: a second guess of rank {r} for {image_id} (first: {short(first)})")
+    return out
+
+
+def _whole_numbers(
+    column: pd.Series, name: str, where: Callable[[int], str], allow_missing: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """``column`` as float64 whole numbers and its missing mask (NaN / None, when ``allow_missing``)."""
+    values = column.to_numpy(dtype=object) if column.dtype.kind not in "iuf" else column.to_numpy()
+    if values.dtype == object:
+        for i, v in enumerate(values):
+            if allow_missing and _is_missing(v):
+                continue
+            if not isinstance(v, numbers.Real) or isinstance(v, (bool, np.bool_)):
+                raise ValueError(f"{where(i)}: {name} {_show(v)} is not a number")
+        values = np.array([np.nan if _is_missing(v) else float(v) for v in values], dtype=np.float64)
+    values = values.astype(np.float64)
+    gone = np.isnan(values) if allow_missing else np.zeros(len(values), dtype=bool)
+    with np.errstate(invalid="ignore"):
+        bad = np.flatnonzero(~gone & ~(np.isfinite(values) & (values == np.round(values))))
+    if bad.size:
+        raise ValueError(f"{where(bad[0])}: {name} {_show(column.iloc[bad[0]])} is not an integer")
+    return values, gone
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and math.isnan(value))
+
+
+def _show(value: Any) -> str:
+    """``value`` for a message: numbers plainly (``1.7``, ``nan``, ``3``), anything else as its repr."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        return repr(float(value))
+    return repr(value)
+
+
+def _wnid_hint(value: Any, synsets: SynsetTable | None) -> str:
+    """For a class name given as a synset: its WNID(s) in ``synsets`` (default: sorted WNIDs), if any."""
+    if not isinstance(value, str) or not value.strip():
+        return ""
+    table = synsets if synsets is not None else default_synsets()
+    key = value.strip().lower()
+    found = [w for w, names in zip(table.wnids, table.names) if key in (n.strip().lower() for n in names.split(","))]
+    if found:
+        return f"; {value.strip()!r} is {' or '.join(found)} in {table.source}"
+    return f"; {table.source} has no class of that name"
 
 
 def _integer(text: str, where: str, column: str) -> int | None:

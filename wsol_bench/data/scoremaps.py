@@ -41,9 +41,15 @@ METADATA_FILES = ("image_ids.txt", "class_labels.txt", "image_sizes.txt", "local
 
 
 def scoremap_path(directory: str | Path, image_id: str) -> Path:
-    """``<directory>/<image_id>.npy``."""
-    if not image_id or "/" in image_id or "\\" in image_id or image_id.startswith("."):
+    """``<directory>/<image_id>.npy``. An id that cannot name a file in ``directory`` (empty,
+    a path, hidden) or would corrupt the comma-separated metadata files (a comma, a line
+    break) is refused."""
+    if not image_id or "/" in image_id or "\\" in image_id or image_id.startswith(".") or "\0" in image_id:
         raise ValueError(f"image id {image_id!r} cannot name a score-map file")
+    for characters, what in ((",", "a comma"), ("\n\r", "a line break")):
+        if any(c in image_id for c in characters):
+            raise ValueError(f"image id {image_id!r}: contains {what}, which would corrupt wsolevaluation's "
+                             "comma-separated metadata files (one image per line); rename the image file")
     return Path(directory) / f"{image_id}.npy"
 
 
@@ -57,11 +63,39 @@ def write_scoremap(directory: str | Path, image_id: str, saliency: np.ndarray) -
 
 def read_scoremap(directory: str | Path, image_id: str) -> np.ndarray:
     """``<directory>/<image_id>.npy`` checked as wsolevaluation checks it (2-D 224 x 224, no NaN,
-    in [0, 1]), as float64."""
+    in [0, 1]), as float64. Never unpickles: an object array is refused. Every error names the
+    file: missing, not a ``.npy`` file, an object array, unreadable data, or a map that fails a check."""
     path = scoremap_path(directory, image_id)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no score map for image {image_id}")
-    return check_scoremap(np.load(path, allow_pickle=False), str(path))
+    return check_scoremap(_load_npy(path), str(path))
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    """The array of the ``.npy`` file ``path``, read without pickle; ``ValueError`` naming the file otherwise."""
+    fmt = np.lib.format
+    with path.open("rb") as fh:
+        magic = fh.read(len(fmt.MAGIC_PREFIX))
+        if magic != fmt.MAGIC_PREFIX:
+            what = "empty" if not magic else "a .npz zip archive" if magic.startswith(b"PK") else "no NumPy header"
+            raise ValueError(f"{path}: not a .npy file ({what}); a score map is an array saved with numpy.save")
+        fh.seek(0)
+        try:
+            version = fmt.read_magic(fh)
+            header = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}.get(version)
+            if header is not None:
+                _, _, dtype = header(fh)
+                if dtype.hasobject:
+                    raise ValueError(f"{path}: an object array (dtype {dtype}), refused for safety (reading it "
+                                     "would unpickle); a score map is a float array")
+            fh.seek(0)
+            return fmt.read_array(fh, allow_pickle=False)
+        except ValueError as err:
+            if str(err).startswith(str(path)):
+                raise
+            raise ValueError(f"{path}: cannot read the .npy data ({err})") from None
+        except (OSError, EOFError) as err:
+            raise ValueError(f"{path}: cannot read the .npy data ({type(err).__name__}: {err})") from None
 
 
 def write_metadata(

@@ -37,12 +37,11 @@ from wsol_bench.data.synsets import (
     read_devkit_meta,
     read_synset_mapping,
 )
-from wsol_bench.data.images import DEFAULT_MAX_PIXELS
+from wsol_bench.data.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, sort_folder
 from wsol_bench.registry import require
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
 _KAGGLE = {
     "images": "ILSVRC/Data/CLS-LOC/val",
     "annotations": "ILSVRC/Annotations/CLS-LOC/val",
@@ -156,13 +155,22 @@ def resolve_paths(cfg: DatasetSpec) -> DatasetSpec:
 
 
 def list_images(directory: str | Path) -> dict[str, Path]:
-    """Image files of ``directory`` by id (file stem), in sorted file-name order."""
+    """Image files of ``directory`` by id (file stem), in sorted file-name order.
+
+    Every file of a suffix Pillow reads (:data:`wsol_bench.data.images.IMAGE_SUFFIXES`, any
+    case) is an image; every other entry is skipped, and one warning gives their count and the
+    first names with the reason (unknown suffix, no suffix, folder, hidden, not an image).
+    """
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"dataset.images={directory}: folder not found")
-    files = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files, skipped = sort_folder(directory)
+    listed = "; ".join(f"{name} ({reason})" for name, reason in skipped[:5]) + ("; ..." if len(skipped) > 5 else "")
     if not files:
-        raise ValueError(f"dataset.images={directory}: no .JPEG/.jpg/.png files")
+        raise ValueError(f"dataset.images={directory}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}, any case)"
+                         + (f"; skipped: {listed}" if skipped else ""))
+    if skipped:
+        log.warning("dataset.images=%s: %d entries skipped, not read as images: %s", directory, len(skipped), listed)
     by_id: dict[str, Path] = {}
     for p in files:
         if p.stem in by_id:

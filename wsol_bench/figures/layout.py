@@ -11,8 +11,10 @@ Conventions:
 * pictures are ``H x W x 3`` uint8 RGB or ``H x W`` uint8 grey arrays; boxes are
   :class:`wsol_bench.boxes.Box` in the pixel frame of the picture they are drawn on
   (0-based inclusive: a box covers ``[xmin - 0.5, xmax + 0.5]`` in image coordinates);
-* saliency maps are shown grey on their own scale: black is 0, white is the map's
-  ``percentile``-th percentile (:func:`grey_map`);
+* saliency maps are shown on their own scale: grey, black 0 and white the map's
+  ``percentile``-th percentile (:func:`grey_map`), or in a colour map stretched alike
+  (:func:`colour_map`);
+* colours and line styles come from :mod:`wsol_bench.figures.palette` (colour-blind safe);
 * lengths are inches; the PNG is ``figure size x dpi`` pixels.
 """
 
@@ -32,6 +34,8 @@ from matplotlib.text import Text
 
 from wsol_bench.boxes import Box
 from wsol_bench.figures import new_figure
+from wsol_bench.figures.palette import OKABE_ITO, SALIENCY_CMAP, rgb255
+from wsol_bench.figures.palette import SEED_COLOURS as PALETTE_SEED_COLOURS
 
 NameLookup = Mapping[str, str] | Callable[[str], str] | None
 """Class names by WNID: a mapping (unknown WNIDs show as themselves), a callable such as
@@ -87,6 +91,17 @@ def grey_map(saliency: np.ndarray, percentile: float = 99.0) -> np.ndarray:
     return (scaled * 255.0 + 0.5).astype(np.uint8)
 
 
+def colour_map(saliency: np.ndarray, percentile: float = 99.0, cmap: str = SALIENCY_CMAP) -> np.ndarray:
+    """An ``(H, W)`` map as ``H x W x 3`` uint8 RGB in the colour map ``cmap`` (default the
+    palette's perceptually uniform one), stretched as :func:`grey_map` stretches it: the
+    colour map's first colour is 0, its last the ``percentile``-th percentile, brighter
+    values clipped to it."""
+    from matplotlib import colormaps
+
+    lut = (colormaps[cmap](np.linspace(0.0, 1.0, 256))[:, :3] * 255.0 + 0.5).astype(np.uint8)
+    return lut[grey_map(saliency, percentile)]
+
+
 def resize_nearest(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """A 2-D bool mask resized to ``size = (height, width)`` by nearest neighbour."""
     mask = np.asarray(mask, dtype=bool)
@@ -96,13 +111,14 @@ def resize_nearest(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out.astype(bool)
 
 
-SEED_COLOURS = {"foreground": (255, 40, 40), "background": (40, 110, 255)}
+SEED_COLOURS = {role: rgb255(OKABE_ITO[name]) for role, name in PALETTE_SEED_COLOURS.items()}
 
 
 def seed_overlay(image: np.ndarray, foreground: np.ndarray, background: np.ndarray, alpha: float = 0.6) -> np.ndarray:
-    """The image dimmed to 60 %, foreground seeds painted red and background seeds blue
-    (``alpha`` of the colour; a pixel in both is red). Seeds may be in a smaller frame of
-    the image (the extractor's working frame): they are resized nearest to the image."""
+    """The image dimmed to 60 %, foreground seeds painted vermillion and background seeds sky
+    blue (:mod:`~wsol_bench.figures.palette`; ``alpha`` of the colour; a pixel in both is
+    foreground). Seeds may be in a smaller frame of the image (the extractor's working
+    frame): they are resized nearest to the image."""
     image = check_image(image)
     size = image.shape[:2]
     fg, bg = resize_nearest(foreground, size), resize_nearest(background, size)

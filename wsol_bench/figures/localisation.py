@@ -40,13 +40,9 @@ from wsol_bench.figures.layout import (
     text_size,
     truncate,
 )
+from wsol_bench.figures.palette import BOX_STYLES, text_colour_on
 
-COLOURS = {
-    "ground truth": "#00e000",
-    "correct guess": "#1e90ff",
-    "wrong guess": "#ff3030",
-    "guess (not scored)": "#ff9900",
-}
+COLOURS = {kind: style.colour for kind, style in BOX_STYLES.items()}  # the palette's, by legend entry
 MIN_WIDTH = 6.5  # inches: room for the legend and the table under a single panel
 MARKER_FONTSIZE = 7.0
 MARKER_PAD = 1.5  # points of coloured margin around a rank marker's digits
@@ -145,7 +141,8 @@ def place_rank_markers(ax: Axes, guesses: Sequence[Guess], fontsize: float = MAR
         placed.append(rect)
         x, y = ax.transData.inverted().transform((cx + mw / 2, cy + mh / 2))
         markers.append(ax.text(
-            x, y, str(rank), fontsize=fontsize, fontweight="bold", color="white", ha="center", va="center",
+            x, y, str(rank), fontsize=fontsize, fontweight="bold", color=text_colour_on(COLOURS[guess.kind]),
+            ha="center", va="center",
             bbox=dict(boxstyle=f"square,pad={MARKER_PAD / fontsize:.3f}", fc=COLOURS[guess.kind], ec="none"),
         ))
     return markers
@@ -174,9 +171,9 @@ HEADER = ["#", "class", "logit", "IoU", "verdict"]
 
 
 def _draw_swatch(fig: Figure, x: float, y: float, kind: str, length: float = 0.28) -> None:
-    dashed = kind == "ground truth"
-    fig.add_artist(Line2D([x, x + length], [y, y], transform=fig.dpi_scale_trans, color=COLOURS[kind],
-                          lw=2.5, ls="--" if dashed else "-"))
+    style = BOX_STYLES[kind]
+    fig.add_artist(Line2D([x, x + length], [y, y], transform=fig.dpi_scale_trans, color=style.colour,
+                          lw=2.5, ls=style.linestyle))
 
 
 SWATCH = 0.28  # inches of line in a legend or table swatch
@@ -274,10 +271,10 @@ def localisation_figure(
                       dpi=dpi, fontsize=fontsize, footer_inches=footer_inches, min_width_inches=MIN_WIDTH)
     fig, ax = grid.figure, grid.axes[0][0]
     for b in ground_truth:
-        draw_box(ax, BoxMark(b, COLOURS["ground truth"], 2.0, "--"))
+        draw_box(ax, BoxMark(b, COLOURS["ground truth"], 2.0, BOX_STYLES["ground truth"].linestyle))
     for rank in range(len(guesses), 0, -1):  # the top-1 drawn last, on top
         g = guesses[rank - 1]
-        draw_box(ax, BoxMark(g.box, COLOURS[g.kind], 2.5 if rank == 1 else 1.5))
+        draw_box(ax, BoxMark(g.box, COLOURS[g.kind], 2.5 if rank == 1 else 1.5, BOX_STYLES[g.kind].linestyle))
     place_rank_markers(ax, guesses)
     assert grid.footer is not None
     _draw_footer(fig, grid.footer, rows, legend, fontsize, pitch)

@@ -30,9 +30,11 @@ from wsol_bench.figures.layout import (
     panel_grid,
     seed_overlay,
 )
+from wsol_bench.figures.palette import BOX_STYLES, SEED_COLOURS
 
-BOX_COLOUR = "#ff3030"  # the predicted box
-GT_COLOUR = "#00e000"  # ground-truth boxes (dashed)
+BOX_STYLE = BOX_STYLES["guess (not scored)"]  # the predicted box (dotted orange)
+GT_STYLE = BOX_STYLES["ground truth"]  # ground-truth boxes (dashed bluish green)
+BOX_COLOUR, GT_COLOUR = BOX_STYLE.colour, GT_STYLE.colour
 
 
 def class_caption(name: str, score: float | None = None, score_name: str = "logit") -> str:
@@ -110,9 +112,9 @@ class SegmentationRow:
 FIGURE3_COLUMNS = (
     "image",
     "saliency map",
-    "seeds (red: object, blue: background)",
+    f"seeds ({SEED_COLOURS['foreground']}: object, {SEED_COLOURS['background']}: background)",
     "GraphCut mask",
-    "box (red; ground truth dashed green)",
+    f"box (dotted {BOX_STYLE.colour_name}; ground truth dashed {GT_STYLE.colour_name})",
 )
 
 
@@ -139,14 +141,14 @@ def paper_figure3(
             if np.asarray(row.mask).shape != image.shape[:2]:
                 raise ValueError(f"row {k}: the mask is {np.asarray(row.mask).shape}, the image {image.shape[:2]}")
             mask = Panel(masked_image(image, row.mask))
-        marks = tuple(BoxMark(b, GT_COLOUR, 1.5, "--") for b in row.ground_truth)
+        marks = tuple(BoxMark(b, GT_COLOUR, 1.5, GT_STYLE.linestyle) for b in row.ground_truth)
         if row.box is not None:
-            marks += (BoxMark(row.box, BOX_COLOUR, 2.5),)
+            marks += (BoxMark(row.box, BOX_COLOUR, 2.5, BOX_STYLE.linestyle),)
         boxed = Panel(image, boxes=marks) if marks else None
         grid.append([Panel(image), Panel(grey_map(row.saliency, percentile)), seeds, mask, boxed])
     titles = list(FIGURE3_COLUMNS)
     if not any(r.ground_truth for r in rows):
-        titles[-1] = "box (red)"
+        titles[-1] = f"box (dotted {BOX_STYLE.colour_name})"
     return panel_grid(grid, column_titles=titles, row_titles=[r.caption for r in rows],
                       title=title, cell_inches=cell_inches, dpi=dpi).figure
 

@@ -7,8 +7,12 @@ itself, or any list of those.
 Settings columns: when every run is a multirun job (its parent folder holds Hydra's
 ``multirun.yaml``), each job's overrides (``.hydra/overrides.yaml``); otherwise the keys
 of ``.hydra/config.yaml`` whose values differ between the runs (dotted, e.g.
-``segmentation.fg_quantile``). ``table.attrs['setting_keys']`` lists them,
-``table.attrs['settings_from']`` says which (``'overrides'`` or ``'config'``).
+``segmentation.fg_quantile``). Either way without the bookkeeping keys
+(:data:`BOOKKEEPING_KEYS`: figures, caches, workers, progress bars, Hydra's own settings,
+which do not change a run's results). ``table.attrs['setting_keys']`` lists the settings,
+``table.attrs['settings_from']`` says which (``'overrides'`` or ``'config'``),
+``table.attrs['bookkeeping_keys']`` the bookkeeping keys that differed and were left out.
+The plot's default x axis is :func:`default_x`.
 
 Interval naming rule: the 95 % interval of metric ``<name>_error`` is in column
 ``<name>_ci95``, of any other metric ``<metric>_ci95`` (:func:`interval_column`), as a
@@ -31,6 +35,18 @@ import yaml
 from matplotlib.figure import Figure
 
 COUNT_COLUMNS = ("n_images", "n_failed", "n_fallback_boxes")
+# Settings that do not change a run's results (what is drawn or saved beside them, caching,
+# batching, parallelism, progress output, Hydra's own settings, the engine's tuning), so runs
+# are not compared by them. ``section.*``: every key of that section (``hydra/launcher``
+# overrides included).
+BOOKKEEPING_KEYS = (
+    "run.figures", "run.save_maps", "run.progress", "run.resume", "run.processes",
+    "saliency.cache", "saliency.cache_dir", "saliency.batch_images",
+    "segmentation.workers",
+    "dataset.num_workers", "dataset.demo_dir",
+    "train.progress", "train.log_seconds", "train.num_workers", "train.checkpoint_dir", "train.resume",
+    "hydra.*", "engine.*", "sweep.*",
+)
 INTERVAL_SUFFIX = "_ci95"
 BOUND_SUFFIXES = ("_lo", "_hi")
 
@@ -89,6 +105,18 @@ def interval_bounds(table: pd.DataFrame, metric: str) -> tuple[pd.Series, pd.Ser
     parsed = [_parse_interval(v) for v in table[column]]
     return (pd.Series([p[0] for p in parsed], index=table.index, dtype=float),
             pd.Series([p[1] for p in parsed], index=table.index, dtype=float))
+
+
+def is_bookkeeping(key: str) -> bool:
+    """Whether the setting ``key`` (dotted, or a ``group/option`` override) is one of :data:`BOOKKEEPING_KEYS`."""
+    key = key.lstrip("+~").replace("/", ".")
+    for entry in BOOKKEEPING_KEYS:
+        if entry.endswith(".*"):
+            if key == entry[:-2] or key.startswith(entry[:-1]):
+                return True
+        elif key == entry:
+            return True
+    return False
 
 
 def _is_run(folder: Path) -> bool:
@@ -151,6 +179,8 @@ def collect_sweep(sources: str | Path | Sequence[str | Path]) -> pd.DataFrame:
     keys = list(dict.fromkeys(k for s in settings for k in s))
     if not from_overrides:  # only the settings that differ between runs
         keys = [k for k in keys if len({json.dumps(s.get(k), sort_keys=True, default=str) for s in settings}) > 1]
+    bookkeeping = [k for k in keys if is_bookkeeping(k)]
+    keys = [k for k in keys if not is_bookkeeping(k)]
     rows = []
     for job, setting in zip(jobs, settings):
         relative = str(job.resolve().relative_to(common)) if common is not None else "."
@@ -166,13 +196,30 @@ def collect_sweep(sources: str | Path | Sequence[str | Path]) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     table.attrs["setting_keys"] = keys
     table.attrs["settings_from"] = "overrides" if from_overrides else "config"
+    table.attrs["bookkeeping_keys"] = bookkeeping
     return table
 
 
 def swept_keys(table: pd.DataFrame) -> list[str]:
-    """Settings columns whose value differs between runs."""
+    """Settings columns whose value differs between runs (never a bookkeeping key)."""
     keys = table.attrs.get("setting_keys", [])
-    return [c for c in keys if c in table.columns and table[c].astype(str).nunique() > 1]
+    return [c for c in keys if c in table.columns and table[c].astype(str).nunique() > 1 and not is_bookkeeping(c)]
+
+
+def _is_numeric(values: pd.Series) -> bool:
+    values = values.dropna()
+    if values.empty or pd.api.types.is_bool_dtype(values) or any(isinstance(v, bool) for v in values):
+        return False
+    return bool(pd.to_numeric(values, errors="coerce").notna().all())
+
+
+def default_x(table: pd.DataFrame) -> str | None:
+    """The setting to plot runs against: among :func:`swept_keys`, a numeric setting of the
+    method (any section but ``dataset``) first, then any setting of the method, then the
+    evaluated data's (``dataset.limit``, ...), each in table order; ``None`` when no setting differs."""
+    keys = swept_keys(table)
+    ranked = sorted(range(len(keys)), key=lambda i: (keys[i].startswith("dataset"), not _is_numeric(table[keys[i]]), i))
+    return keys[ranked[0]] if ranked else None
 
 
 def shown_columns(table: pd.DataFrame) -> list[str]:
@@ -189,11 +236,15 @@ def plot_sweep(
     metrics: tuple[str, ...] = ("top5_loc_error", "gt_known_loc_error"),
 ) -> Figure:
     """One panel per metric: the metric against ``x`` with its 95 % interval as error bars
-    (see :func:`interval_bounds`), one line per combination of the other swept settings.
-    Lines are nudged sideways (a few % of the x spacing) so their bars do not overlap; a
-    categorical ``x`` gets one slot per value, lines side by side within it. Writes the
-    PNG at ``path`` and returns the figure."""
+    (see :func:`interval_bounds`), one line per combination of the other swept settings,
+    told apart by marker and line style as well as colour (the palette's
+    :data:`~wsol_bench.figures.palette.SERIES_COLOURS`). Lines are nudged sideways (a few %
+    of the x spacing) so their bars do not overlap; a categorical ``x`` gets one slot per
+    value, lines side by side within it. The legend (one for the figure) sits below the
+    panels and the PNG is cropped to hold everything (``bbox_inches="tight"``), so neither
+    covers a panel nor is cut off. Writes the PNG at ``path`` and returns the figure."""
     from wsol_bench.figures import new_figure, save_figure
+    from wsol_bench.figures.palette import SERIES_COLOURS
 
     done = table[table.status == "ok"]
     metrics = tuple(m for m in metrics if m in done.columns and pd.to_numeric(done[m], errors="coerce").notna().any())
@@ -202,11 +253,12 @@ def plot_sweep(
     others = [k for k in swept_keys(table) if k != x]
     numeric = pd.api.types.is_numeric_dtype(done[x])
     categories = list(dict.fromkeys(done[x].astype(str))) if not numeric else []
-    fig = new_figure(5 * len(metrics), 4, 90)
+    fig = new_figure(5 * len(metrics), 4, 90, layout="constrained")
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     groups = list(done.groupby(others, dropna=False)) if others else [((), done)]
     distinct = np.unique(pd.to_numeric(done[x], errors="coerce").dropna()) if numeric else np.array([])
     spacing = float(np.diff(distinct).min()) if distinct.size > 1 else 1.0
+    markers, styles = "osD^vP*Xph", ("-", "--", ":", "-.")
     for ax, metric in zip(axes, metrics):
         for n, (key, g) in enumerate(groups):
             g = g.sort_values(x) if numeric else g
@@ -224,15 +276,19 @@ def plot_sweep(
                 xs = np.array([categories.index(v) for v in g[x].astype(str)], float) + dodge
             keys = key if isinstance(key, tuple) else (key,)
             label = ", ".join(f"{k}={v}" for k, v in zip(others, keys)) or None
-            ax.errorbar(xs, y, yerr=yerr, marker="o", capsize=3, linestyle="-" if numeric else "none", label=label)
+            ax.errorbar(xs, y, yerr=yerr, marker=markers[n % len(markers)], capsize=3,
+                        color=SERIES_COLOURS[n % len(SERIES_COLOURS)],
+                        linestyle=styles[n // len(markers) % len(styles)] if numeric else "none", label=label)
         if not numeric:
             ax.set_xticks(range(len(categories)), categories, rotation=20 if len(categories) > 3 else 0)
         ax.set_xlabel(x)
         ax.set_ylabel(metric)
         ax.set_title(f"{metric} (bars: 95% interval)", fontsize=9)
         ax.grid(alpha=0.3)
-        if others:
-            ax.legend(fontsize=7)
-    fig.tight_layout()
-    save_figure(fig, path)
+    if others:
+        handles, labels = axes[0].get_legend_handles_labels()
+        longest = max(len(label) for label in labels)
+        fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), fontsize=7,  # below the panels
+                   ncols=1 if longest > 70 else 2 if longest > 35 else 3, frameon=False)
+    save_figure(fig, path, tight=True)
     return fig

@@ -21,13 +21,13 @@ import logging
 from omegaconf import DictConfig
 from PIL import Image
 
-from wsol_bench.data.predictions import read_devkit_predictions, read_predictions_csv
+from wsol_bench.data.predictions import BOX_COLUMNS, read_devkit_predictions, read_predictions_csv
 from wsol_bench.data.sources import EvaluationSet, load_evaluation_set
 from wsol_bench.files import atomic_write
 from wsol_bench.metrics.ilsvrc import IlsvrcLocalisation
 from wsol_bench.metrics.scoring import score_maps
 from wsol_bench.reports.localisation_report import json_text
-from wsol_bench.reports.metrics_file import format_metrics
+from wsol_bench.reports.metrics_file import format_metrics, without_localisation
 from wsol_bench.tasks import run_dir
 from wsol_bench.tasks.factory import dataset_spec, evaluators_from, section
 
@@ -37,7 +37,8 @@ MISSING = ("error", "wrong", "skip")
 
 
 def run(cfg: DictConfig) -> float:
-    """Evaluate ``evaluate.predictions``; returns the top-5 localisation error."""
+    """Evaluate ``evaluate.predictions``; returns the top-5 localisation error (the top-5
+    classification error for a file without any box, whose localisation figures are null)."""
     ev = section(cfg, "evaluate")
     if not ev.get("predictions"):
         raise ValueError("task=evaluate needs evaluate.predictions=FILE")
@@ -64,6 +65,7 @@ def run(cfg: DictConfig) -> float:
             raise ValueError("evaluate.format=devkit needs dataset.devkit_meta=meta.mat to map ILSVRC2012_IDs")
         predictions = read_devkit_predictions(ev["predictions"], data.image_ids, data.devkit_meta,
                                               with_boxes=ev["format"] == "devkit")
+    labels_only = len(predictions) > 0 and bool(predictions[BOX_COLUMNS].isna().all().all())
     predicted = set(predictions["image_id"])
     missing = [i for i in data.image_ids if i not in predicted]
     ground_truth = data.ground_truth
@@ -77,16 +79,18 @@ def run(cfg: DictConfig) -> float:
     evaluator.start(ground_truth)
     per_image = evaluator.accumulate_table(predictions, [i for i in ground_truth if i in predicted])
     summary = evaluator.compute()
+    if labels_only:
+        summary = without_localisation(summary)
     summary = {**summary, "n_missing": len(missing), "missing": ev["missing"],
                "n_scored": len(ground_truth), "predictions": str(ev["predictions"]), "ground_truth": data.source}
     out = run_dir()
     per_image.to_csv(out / "per_image.csv", index=False)
     atomic_write(out / "metrics.json", json.dumps(summary, indent=2) + "\n", fsync=False)
-    print(format_metrics(summary))
+    print(format_metrics(summary, prediction_format=ev["format"]))
     if ev["missing"] == "skip" and missing:
         print(f"evaluate.missing=skip: {len(missing)} images without a guess were left out; "
               f"scored {len(ground_truth)} of {len(data.image_ids)}")
-    return summary["loc_error_at_k"][-1]
+    return summary["cls_error_at_k" if labels_only else "loc_error_at_k"][-1]
 
 
 def _score_maps(cfg: DictConfig, ev: dict) -> float:

@@ -12,7 +12,13 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from wsol_bench.reports.sweep import collect_sweep, plot_sweep, shown_columns, swept_keys
+from wsol_bench.reports.sweep import (
+    collect_sweep,
+    default_x,
+    plot_sweep,
+    shown_columns,
+    swept_keys,
+)
 from wsol_bench.tasks import run_dir
 from wsol_bench.tasks.factory import section
 
@@ -37,7 +43,7 @@ def run(cfg: DictConfig) -> int:
     shown = table[shown_columns(table)]
     (out / "sweep.md").write_text(shown.to_markdown(index=False, floatfmt=".3f") + "\n", encoding="utf-8")
     keys = swept_keys(table)
-    x = sweep.get("x") or (keys[0] if keys else None)
+    x = sweep.get("x") or default_x(table)
     if x is not None and (table.status == "ok").any():
         if x not in table.columns:
             raise ValueError(f"sweep.x={x!r} is not a setting of these runs (swept: {', '.join(keys) or 'none'})")

@@ -21,7 +21,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import transforms
 
-IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png", ".bmp", ".webp"})
+from wsol_bench.data.images import IMAGE_SUFFIXES
+
 # Where the class folders sit inside a download, tried in order under dataset.root.
 TRAIN_LAYOUTS = ("train", "ILSVRC/Data/CLS-LOC/train", "Data/CLS-LOC/train")
 
