@@ -10,10 +10,14 @@ TEST_WORKERS ?= 2
 
 .PHONY: demo test bench install clean
 
+# grad-cam: the reference of tests/test_road.py, installed --no-deps because it requires
+# opencv-python, which would clash with opencv-python-headless; ttach only because
+# pytorch_grad_cam imports it at import time.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --no-deps grad-cam==1.5.7 ttach==0.0.3
 	touch $(STAMP)
 
 install: $(STAMP)
