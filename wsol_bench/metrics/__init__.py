@@ -3,7 +3,9 @@
 :data:`METRICS` lists them by name (``evaluation.metrics`` in the config): ``ilsvrc``, the
 devkit's top-k localisation and classification error with the GT-known error;
 ``maxboxacc``, MaxBoxAcc and MaxBoxAccV2 exactly as clovaai/wsolevaluation; ``pointing_game``,
-TorchRay's pointing game for the ground-truth and the top-1 class.
+TorchRay's pointing game for the ground-truth and the top-1 class; the faithfulness
+metrics, which use the classifier: ``deletion`` and ``insertion`` (RISE's AUCs) and ``road``
+(ROAD MoRF, LeRF and combined, as pytorch-grad-cam).
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ METRICS: Registry[type[Evaluator]] = Registry("evaluation.metrics", {
     "ilsvrc": "wsol_bench.metrics.ilsvrc:IlsvrcLocalisation",
     "maxboxacc": "wsol_bench.metrics.maxboxacc:MaxBoxAcc",
     "pointing_game": "wsol_bench.metrics.pointing_game:PointingGame",
+    "deletion": "wsol_bench.metrics.deletion:Deletion",
+    "insertion": "wsol_bench.metrics.insertion:Insertion",
+    "road": "wsol_bench.metrics.road_metric:Road",
 })
 
 

@@ -59,7 +59,8 @@ class MapSample:
     if it was not among them); ``original_size``: ``(height, width)`` of the image.
     ``image``: the image in the maps' frame, ``H x W x 3`` uint8 RGB (``None`` when scoring
     stored score maps). ``classifier``: the run's classifier (:class:`~wsol_bench.models.Classifier`,
-    its logits of ``[0, 1]`` RGB crops), only for evaluators with ``needs_model``.
+    its logits of ``[0, 1]`` RGB crops), only for evaluators with ``needs_model``; ``classes``:
+    the classifier's output index of each of ``synsets`` (empty when unknown, e.g. score maps).
     ``scoremaps``: the maps are stored score maps in clovaai/wsolevaluation's form (224 x
     224, in ``[0, 1]``, to be used as they are), one per image for its ground-truth class,
     and ``synsets`` is not a ranking (:attr:`top1` is ``None``).
@@ -73,9 +74,16 @@ class MapSample:
     image: np.ndarray | None = None
     classifier: Any = None
     scoremaps: bool = False
+    classes: list[int] = field(default_factory=list)
 
     def map_of(self, synset: str) -> np.ndarray | None:
         return self.maps[self.synsets.index(synset)] if synset in self.synsets else None
+
+    def class_of(self, synset: str) -> int | None:
+        """The classifier's output index of ``synset`` (``None`` when it has no map or unknown)."""
+        if synset not in self.synsets or len(self.classes) != len(self.synsets):
+            return None
+        return int(self.classes[self.synsets.index(synset)])
 
     @property
     def top1(self) -> str | None:

@@ -42,7 +42,7 @@ from wsol_bench.distributed import DistInfo
 from wsol_bench.frames import resize_shorter_side
 from wsol_bench.files import OutputError
 from wsol_bench.metrics.base import Evaluator, MapSample
-from wsol_bench.metrics.scoring import metric_states
+from wsol_bench.metrics.scoring import evaluator_name, metric_states
 from wsol_bench.models import Classifier
 from wsol_bench.pipeline.launch import usable_cores
 from wsol_bench.pipeline.records import OK, SIZE_MISMATCH, ImageRecord, failed_record
@@ -141,6 +141,22 @@ def image_outputs(
     return ImageBoxes(located.boxes, located.fallbacks, states, failures, time.perf_counter() - start)
 
 
+def model_metric_states(evaluators: Sequence[Evaluator], sample: MapSample
+                        ) -> tuple[tuple[dict[str, Any], dict[str, str]], dict[str, float]]:
+    """``((states, failures), seconds)`` of the metrics that need the model (run where the
+    classifier is), each timed: ``seconds["metric_<name>"]`` (wall seconds on this image)."""
+    states: dict[str, Any] = {}
+    failures: dict[str, str] = {}
+    seconds: dict[str, float] = {}
+    for ev in evaluators:
+        start = time.perf_counter()
+        own, failed = metric_states([ev], sample)
+        seconds[f"metric_{evaluator_name(ev)}"] = time.perf_counter() - start
+        states.update(own)
+        failures.update(failed)
+    return (states, failures), seconds
+
+
 class InlineExecutor(Executor):
     """Runs each task at once in the calling process (``segmentation_workers=0``)."""
 
@@ -169,6 +185,7 @@ class _PendingBatch:
     computed: set[int]
     mismatched: dict[int, str] = field(default_factory=dict)
     failed: dict[int, str] = field(default_factory=dict)  # saliency failed: why
+    metric_seconds: dict[int, dict[str, float]] = field(default_factory=dict)  # per image: model metric -> s
 
 
 @dataclass
@@ -229,18 +246,21 @@ class _Run:
         # seconds of saliency computation per computed image; images read from the cache get 0
         saliency_seconds = (time.perf_counter() - start) / max(1, len(todo))
         futures = {}
+        metric_seconds: dict[int, dict[str, float]] = {}
         model_metrics = [e for e in pipe.evaluators if e.needs_model]
         for im in ok:
             if im.index in failed:
                 continue
             res = results[im.index]
             sample = MapSample(im.image_id, data.ground_truth[im.image_id], im.original_size,
-                               [data.synsets.wnid(int(c)) for c in res.classes], res.maps, im.resized)
-            model_states = metric_states(model_metrics, replace(sample, classifier=pipe.classifier))
+                               [data.synsets.wnid(int(c)) for c in res.classes], res.maps, im.resized,
+                               classes=[int(c) for c in res.classes])
+            model_states, metric_seconds[im.index] = model_metric_states(model_metrics,
+                                                                          replace(sample, classifier=pipe.classifier))
             futures[im.index] = (self.executor.submit(image_outputs, pipe.extractor, pipe.evaluators, sample,
                                                       self.settings.scoremaps_dir), model_states)
         return _PendingBatch(batch_no, list(images), results, futures, gt_classes, saliency_seconds,
-                             {im.index for im in todo}, mismatched, failed)
+                             {im.index for im in todo}, mismatched, failed, metric_seconds)
 
     def finish_batch(self, p: _PendingBatch) -> None:
         """Wait for the batch's boxes, write its part file, report it."""
@@ -271,6 +291,7 @@ class _Run:
             boxes.states.update(model_states)
             boxes.metric_failures.update(model_failures)
             timings.update(saliency=p.saliency_seconds if im.index in p.computed else 0.0, segmentation=boxes.seconds)
+            timings.update(p.metric_seconds.get(im.index, {}))
             records.append(_record(im, res, boxes, p.gt_classes[im.index], self.pipeline.crops.top_k,
                                    self.data, timings))
             if im.index < self.settings.figures:

@@ -147,6 +147,67 @@ def pointing_game_lines(_ev: Evaluator, f: Figures) -> list[str]:
     return lines
 
 
+def _mean_cell(f: Figures, key: str) -> str:
+    """``mean [lo, hi]`` of a faithfulness figure (the interval when known)."""
+    if f.get(key) is None:
+        return "-"
+    interval = f.get(f"{key}_ci95")
+    return f"{f[key]:.4f}" + (f" [{interval[0]:.4f}, {interval[1]:.4f}]" if interval else "")
+
+
+def _without_state(f: Figures, key: str) -> list[str]:
+    n = f.get(f"{key}_n_without_state")
+    return [f"Images without a {key.split('_')[0]} figure (left out; reasons in per_image.csv): {n}  "] if n else []
+
+
+def rise_lines(ev: Evaluator, f: Figures) -> list[str]:
+    mode = ev.name
+    key = f"{mode}_auc"
+    what = ("replaced by the baseline, most salient first (lower is better: the map found what the class needs)"
+            if mode == "deletion" else
+            "revealed on the baseline, most salient first (higher is better)")
+    return [
+        f"{mode.capitalize()} (RISE, Petsiuk et al. 2018): the ground-truth class's softmax probability as the pixels "
+        f"of the {f[f'{mode}_crop']} x {f[f'{mode}_crop']} centre crop are {what}, in {f[f'{mode}_n_steps']} steps, "
+        f"baseline `{f[f'{mode}_baseline']}`; area under the curve, mean over images with a 95% Student-t interval.",
+        "",
+        "| figure | value | images |",
+        "|---|---|---|",
+        f"| {mode} AUC | {_mean_cell(f, key)} | {f[f'{key}_n_images']} |",
+        "",
+        *_without_state(f, key),
+    ]
+
+
+def rise_columns(ev: Evaluator, f: Figures) -> dict[str, Any]:
+    key = f"{ev.name}_auc"
+    return {key: f.get(key), f"{key}_ci95": f.get(f"{key}_ci95")}
+
+
+def road_lines(_ev: Evaluator, f: Figures) -> list[str]:
+    percentiles = ", ".join(f"{p:g}" for p in f["road_percentiles"])
+    return [
+        "ROAD (Rong et al. 2022, as pytorch-grad-cam): the change of the ground-truth class's softmax probability when "
+        f"pixels of the {f['road_crop']} x {f['road_crop']} centre crop are imputed (noisy linear imputation, noise "
+        f"{f['road_noise']:g}), averaged over the percentiles {percentiles}; mean over images with a 95% Student-t "
+        "interval.",
+        "",
+        "| figure | value | images |",
+        "|---|---|---|",
+        f"| MoRF (most relevant imputed; lower is better) | {_mean_cell(f, 'road_morf')} | {f['road_n_images']} |",
+        f"| LeRF (least relevant imputed; higher is better) | {_mean_cell(f, 'road_lerf')} | {f['road_n_images']} |",
+        f"| combined, (LeRF - MoRF) / 2 (higher is better) | {_mean_cell(f, 'road_combined')} | "
+        f"{f['road_n_images']} |",
+        "",
+        *_without_state(f, "road"),
+    ]
+
+
+def road_columns(_ev: Evaluator, f: Figures) -> dict[str, Any]:
+    return {"road_combined": f.get("road_combined"), "road_combined_ci95": f.get("road_combined_ci95"),
+            "road_morf": f.get("road_morf"), "road_lerf": f.get("road_lerf")}
+
+
 SECTIONS: dict[str, Section] = {
     "ilsvrc": Section(ilsvrc_lines, ilsvrc_columns),
     "maxboxacc": Section(maxboxacc_lines, lambda _ev, f: {"maxboxacc": f["maxboxacc"], "maxboxacc_v2": f["maxboxacc_v2"]},
@@ -154,6 +215,9 @@ SECTIONS: dict[str, Section] = {
     "pointing_game": Section(pointing_game_lines,
                              lambda _ev, f: {"pointing_game": f["pointing_game"],
                                              "pointing_game_top1": f.get("pointing_game_top1")}),
+    "deletion": Section(rise_lines, rise_columns),
+    "insertion": Section(rise_lines, rise_columns),
+    "road": Section(road_lines, road_columns),
 }
 
 
