@@ -29,6 +29,7 @@ SALIENCY_METHODS: Registry[type[SaliencyMethod]] = Registry("saliency.method", {
     "guided_backprop": "wsol_bench.saliency.guided_backprop:GuidedBackprop",
     "gradcam": "wsol_bench.saliency.gradcam:GradCam",
     "cam": "wsol_bench.saliency.cam:Cam",
+    "random": "wsol_bench.saliency.random_map:RandomMap",
 })
 
 
