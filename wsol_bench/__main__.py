@@ -22,6 +22,7 @@ TASKS = {
     "class_model": "wsol_bench.tasks.class_model",
     "sweep_report": "wsol_bench.tasks.sweep_report",
     "figures": "wsol_bench.tasks.figures",
+    "sanity": "wsol_bench.tasks.sanity",
 }
 
 register_configs()

@@ -18,7 +18,7 @@ from typing import Any, Optional
 class TaskConfig:
     """Which runner ``python -m wsol_bench`` executes."""
 
-    name: str = "localise"  # localise | evaluate | train | class_model | sweep_report | figures
+    name: str = "localise"  # localise | evaluate | train | class_model | sweep_report | figures | sanity
 
 
 @dataclass
@@ -128,6 +128,20 @@ class SweepConfig:
 
 
 @dataclass
+class SanityConfig:
+    """``task=sanity``: the model-parameter randomisation test (:class:`wsol_bench.sanity.SanitySettings`)."""
+
+    methods: list[str] = field(default_factory=lambda: ["gradient", "guided_backprop", "gradcam"])
+    mode: str = "cascading"  # cascading | independent | both
+    seed: int = 0  # seed of the re-initialisations
+    figures: int = 1  # images whose maps are drawn (sanity.png is the first)
+    resize: int = 256  # shorter side of the resized image
+    crop: int = 224  # its centre crop, where the maps are computed and compared
+    batch_images: int = 4  # images per saliency call
+    params: dict[str, Any] = field(default_factory=dict)  # per method: its parameters (smoothgrad: the tunnel's)
+
+
+@dataclass
 class Config:
     task: TaskConfig = field(default_factory=TaskConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -140,6 +154,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     class_model: ClassModelConfig = field(default_factory=ClassModelConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    sanity: SanityConfig = field(default_factory=SanityConfig)
     run_dir: Optional[str] = None  # task=figures: the run whose figures to redraw
     runs: Optional[list[str]] = None  # task=figures: runs whose maps to compare side by side
 
