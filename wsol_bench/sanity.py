@@ -95,10 +95,9 @@ def sanity_methods(settings: SanitySettings) -> dict[str, SaliencyMethod]:
             else:
                 methods[name] = saliency_method(name, **params)
         except ValueError as err:  # name the sanity key, not the saliency one
-            text = str(err)
+            text = str(err).replace("saliency.method=", "sanity.methods: ")
             for prefix in ("saliency.noise_tunnel.", "saliency."):
                 text = text.replace(prefix, where + ".")
-            text = text.replace("saliency.method=", "sanity.methods: ")
             raise ValueError(text) from None
     return methods
 
