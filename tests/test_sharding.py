@@ -167,3 +167,40 @@ def test_corrupt_part_is_redone(tmp_path, small_set, reference_run):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["rank0_batches_done"] == 1 and metrics["rank0_batches_skipped"] == N_IMAGES - 1
     pd.testing.assert_frame_equal(reference, table(out))
+
+
+FAITHFULNESS = ("evaluation.metrics=[ilsvrc,deletion,insertion,road]", "saliency.crops=1", "saliency.top_k=1",
+                "evaluation.deletion.crop=56", "evaluation.insertion.crop=56", "evaluation.road.crop=56",
+                "evaluation.deletion.n_steps=8", "evaluation.insertion.n_steps=8", "evaluation.road.percentiles=[30,70]")
+FAITHFULNESS_KEYS = ("deletion_auc", "deletion_auc_ci95", "deletion_auc_n_images", "insertion_auc", "insertion_auc_ci95",
+                     "road_morf", "road_lerf", "road_combined", "road_combined_ci95", "road_n_images")
+
+
+def test_faithfulness_figures_sharded_and_resumed_equal_one_process(tmp_path, small_set):
+    images, ann = small_set
+    runs = {}
+    # one torch thread per process in both runs: a CPU convolution's float result depends on the thread count
+    # (~1e-7 relative), which the probabilities carry; the ranks of a 2-process run get one thread each
+    one_thread = {"OMP_NUM_THREADS": "1"}
+    for name, extra in (("one", ()), ("two", ("run.processes=2",))):
+        out = tmp_path / name
+        args = [a for a in overrides(images, ann, out, *FAITHFULNESS) if not (extra and a == "run.processes=1")]
+        res = run_cli(*args, *extra, env=one_thread)
+        assert res.returncode == 0, res.stdout[-3000:]
+        runs[name] = out
+    resumed = copy_of(runs["one"], tmp_path)
+    for part in sorted((resumed / "records").glob("part-*.jsonl"))[1:4]:
+        part.unlink()
+    res = run_cli(*overrides(images, ann, resumed, *FAITHFULNESS, "run.resume=true"), env=one_thread)
+    assert res.returncode == 0, res.stdout[-3000:]
+    runs["resumed"] = resumed
+    metrics = {k: json.loads((d / "metrics.json").read_text()) for k, d in runs.items()}
+    assert metrics["two"]["world_size"] == 2 and metrics["resumed"]["rank0_batches_done"] == 3
+    assert metrics["one"]["deletion_auc_n_images"] == N_IMAGES - 1  # the truncated image has no state
+    columns = ["image_id", "deletion_auc", "insertion_auc", "road_morf", "road_lerf", "road_combined"]
+    tables = {k: pd.read_csv(d / "per_image.csv")[columns] for k, d in runs.items()}
+    assert tables["one"]["road_combined"].notna().sum() == N_IMAGES - 1
+    for name in ("two", "resumed"):
+        pd.testing.assert_frame_equal(tables["one"], tables[name], check_exact=True)
+        for key in FAITHFULNESS_KEYS:
+            assert metrics["one"][key] == metrics[name][key], (name, key)  # exactly, not approximately
