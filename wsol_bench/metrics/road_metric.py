@@ -30,6 +30,7 @@ from wsol_bench.metrics.faithfulness import CROP, PerImageMeans, image_seed, per
 from wsol_bench.metrics.road import NOISE, PERCENTILES, check_percentiles, road
 from wsol_bench.metrics.similarity import minmax
 from wsol_bench.registry import require
+from wsol_bench.saliency.backprop import model_layout
 
 
 @dataclass
@@ -65,7 +66,7 @@ class Road(PerImageMeans):
             return None
         classifier = sample.classifier
         normalised = classifier.normalise(item.image[None])[0]
-        result = road(classifier.module, normalised, minmax(item.saliency).astype("float32"), item.target,
+        result = road(lambda x: classifier.module(model_layout(x)), normalised, minmax(item.saliency).astype("float32"), item.target,
                       self.percentiles, self.noise, image_seed(self.seed, sample.image_id), self.batch_size)
         return {"road_morf": result.morf_mean, "road_lerf": result.lerf_mean, "road_combined": result.combined}
 
