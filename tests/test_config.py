@@ -18,6 +18,7 @@ from wsol_bench.metrics import METRICS
 from wsol_bench.models import ModelSpec
 from wsol_bench.pipeline.settings import EngineSettings, RunSettings
 from wsol_bench.registry import params_dict
+from wsol_bench.sanity import SanitySettings
 from wsol_bench.saliency import SALIENCY_METHODS, CropSettings, NoiseTunnel
 from wsol_bench.segmentation import BOX_EXTRACTORS
 from wsol_bench.tasks.factory import localisation_plan
@@ -36,14 +37,15 @@ def test_evaluate_task_uses_no_image_dataset():
 
 
 @pytest.mark.parametrize(("section", "cls"), [("dataset", DatasetSpec), ("model", ModelSpec), ("tta", CropSettings),
-                                              ("engine", EngineSettings), ("run", RunSettings)])
+                                              ("engine", EngineSettings), ("run", RunSettings),
+                                              ("sanity", SanitySettings)])
 def test_typed_sections_are_the_parts_dataclasses(section, cls):
     """One home per setting: the schema's keys and defaults are the dataclass's own (the
     presets may override values, never add or drop keys)."""
     node = OmegaConf.to_container(compose_cfg()[section])
     defaults = {k: list(v) if isinstance(v, tuple) else v for k, v in params_dict(cls()).items()}
     assert set(node) == set(defaults)
-    if section in ("tta", "engine", "run"):  # no preset touches these in the default config
+    if section in ("tta", "engine", "run", "sanity"):  # no preset touches these in the default config
         assert node == defaults
 
 

@@ -136,3 +136,15 @@ def test_sanity_task_end_to_end_on_two_demo_images(tmp_path):
 def test_bad_sanity_key_fails_before_loading():
     res = run_cli("task=sanity", "sanity.mode=sideways", "model.weights=random")
     assert res.returncode != 0 and "sanity.mode='sideways'" in res.stdout
+
+
+def test_sanity_section_composes_with_method_parameters_without_plus():
+    from tests.helpers import compose_cfg
+    from wsol_bench.tasks.sanity import sanity_settings
+
+    cfg = compose_cfg("task=sanity", "sanity.methods=[smoothgrad,gradcam]", "sanity.params.smoothgrad.n_samples=8",
+                      "sanity.mode=both")
+    settings = sanity_settings(cfg)
+    assert settings == SanitySettings(methods=("smoothgrad", "gradcam"), mode="both",
+                                      params={"smoothgrad": {"n_samples": 8}})
+    assert sanity_methods(settings)["smoothgrad"].n_samples == 8

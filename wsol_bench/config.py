@@ -6,7 +6,8 @@ setting has one home, its dataclass (with its default and its range check): ``da
 (:class:`~wsol_bench.data.sources.DatasetSpec`), ``model`` (:class:`~wsol_bench.models.ModelSpec`),
 ``tta`` (:class:`~wsol_bench.saliency.CropSettings`: the paper's crops and the top-k
 classes), ``engine`` (:class:`~wsol_bench.pipeline.settings.EngineSettings`), ``run``
-(:class:`~wsol_bench.pipeline.settings.RunSettings`). A misspelt key there fails in Hydra
+(:class:`~wsol_bench.pipeline.settings.RunSettings`), ``sanity`` (:class:`~wsol_bench.sanity.SanitySettings`,
+``task=sanity``). A misspelt key there fails in Hydra
 naming the key. The ``saliency``, ``segmentation`` and ``evaluation`` sections are open
 mappings whose keys depend on the chosen method (``conf/saliency/<method>.yaml`` lists
 them); :mod:`wsol_bench.tasks.factory` checks every key, type and range against the
@@ -26,6 +27,7 @@ from wsol_bench.data.sources import DatasetSpec
 from wsol_bench.models import ModelSpec
 from wsol_bench.pipeline.settings import EngineSettings, RunSettings
 from wsol_bench.saliency.image_saliency import CropSettings
+from wsol_bench.sanity import SanitySettings
 
 #: the sections whose keys depend on the chosen method (open to new keys, checked by the factory)
 OPEN_SECTIONS = ("saliency", "segmentation", "evaluation")
@@ -138,20 +140,7 @@ ModelSchema = schema_of(ModelSpec)
 TtaSchema = schema_of(CropSettings)
 EngineSchema = schema_of(EngineSettings)
 RunSchema = schema_of(RunSettings)
-
-
-@dataclass
-class SanityConfig:
-    """``task=sanity``: the model-parameter randomisation test (:class:`wsol_bench.sanity.SanitySettings`)."""
-
-    methods: list[str] = field(default_factory=lambda: ["gradient", "guided_backprop", "gradcam"])
-    mode: str = "cascading"  # cascading | independent | both
-    seed: int = 0  # seed of the re-initialisations
-    figures: int = 1  # images whose maps are drawn (sanity.png is the first)
-    resize: int = 256  # shorter side of the resized image
-    crop: int = 224  # its centre crop, where the maps are computed and compared
-    batch_images: int = 4  # images per saliency call
-    params: dict[str, Any] = field(default_factory=dict)  # per method: its parameters (smoothgrad: the tunnel's)
+SanitySchema = schema_of(SanitySettings)
 
 
 @dataclass
@@ -169,7 +158,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     class_model: ClassModelConfig = field(default_factory=ClassModelConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
-    sanity: SanityConfig = field(default_factory=SanityConfig)
+    sanity: Any = field(default_factory=SanitySchema)
     run_dir: Optional[str] = None  # task=figures: the run whose figures to redraw
     runs: Optional[list[str]] = None  # task=figures: runs whose maps to compare side by side
 
@@ -213,6 +202,7 @@ def register_configs() -> None:
     schema = OmegaConf.structured(Config)
     for key in OPEN_SECTIONS:  # a method's parameter needs no "+" (the factory checks it)
         OmegaConf.set_struct(schema[key], False)
+    OmegaConf.set_struct(schema.sanity.params, False)  # sanity.params.<method>.<key>, checked by the method
     ConfigStore.instance().store(name="wsol_bench_schema", node=schema)
     for name, resolver in (("wsol_run_dir", hydra_run_dir), ("wsol_shared", shared_path)):
         if not OmegaConf.has_resolver(name):

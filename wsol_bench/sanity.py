@@ -27,15 +27,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 import torch
 
-from wsol_bench.metrics.similarity import rank_correlation, ssim
 from wsol_bench.models import Classifier
 from wsol_bench.models.randomisation import MODES, Stage, randomisation_stages, randomised_copy
 from wsol_bench.registry import require
 from wsol_bench.saliency import SALIENCY_METHODS, SaliencyMethod, attribution_maps, saliency_method
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -208,12 +211,16 @@ def randomisation_test(
                     if im.image_id in maps:
                         maps[im.image_id][mode][name].append(m)
             del module, copy
+    import pandas as pd
+
     table = pd.DataFrame(rows, columns=["method", "mode", "stage_index", "stage", "image_id", "spearman", "ssim"])
     return SanityResult(table, stages, maps, {im.image_id: im.image for im in images[:keep_maps]})
 
 
 def _row(method: str, mode: str, index: int, stage: str, image_id: str, trained: np.ndarray,
          randomised: np.ndarray) -> dict[str, Any]:
+    from wsol_bench.metrics.similarity import rank_correlation, ssim
+
     return {"method": method, "mode": mode, "stage_index": index, "stage": stage, "image_id": image_id,
             "spearman": rank_correlation(trained, randomised, absolute=True), "ssim": ssim(trained, randomised)}
 

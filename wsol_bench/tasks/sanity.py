@@ -42,7 +42,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     settings = sanity_settings(cfg)
     methods = sanity_methods(settings)  # every setting checked before anything loads
-    spec = resolve_demo(dataset_spec(cfg), section(cfg, "dataset").get("demo_dir", "outputs/.demo_images"))
+    spec = resolve_demo(dataset_spec(cfg))
     model = model_spec(cfg)
     data = load_evaluation_set(spec, lenient=True)
     if model.num_classes != len(data.synsets):
