@@ -22,7 +22,7 @@ SANITY_METHODS='sanity.methods=[gradient,gradient_x_input,smoothgrad,integrated_
 
 localise() { name=$1; shift; dir=$OUT/$name; [ -f "$dir/metrics.json" ] && return
   resume=false; [ -f "$dir/records/manifest.json" ] && resume=true
-  PYTHONPATH=$REPO $PY -m wsol_bench "${DATA[@]}" tta.top_k=1 "$METRICS" run.figures=0 run.progress=false \
+  PYTHONPATH=$REPO $PY -m wsol_bench "${DATA[@]}" tta.top_k=1 evaluation.ilsvrc.max_guesses=1 "$METRICS" run.figures=0 run.progress=false \
     "engine.cache_dir=$OUT/.saliency_cache" "hydra.run.dir=$dir" run.resume=$resume "$@"; }
 
 sanity() { dir=$OUT/sanity; [ -f "$dir/sanity.json" ] && return
