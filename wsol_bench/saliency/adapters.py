@@ -66,7 +66,7 @@ def _named(obj: object) -> bool:
     return (inspect.isclass(obj) or inspect.isfunction(obj)) and "<" not in getattr(obj, "__qualname__", "<")
 
 
-def crop_maps(output: object, n: int, size: tuple[int, int], source: str) -> torch.Tensor:
+def crop_maps(output: object, n: int, size: tuple[int, ...], source: str) -> torch.Tensor:
     """``(n, *size)`` float32 maps from what an attribution returned (see the module docstring)."""
     if isinstance(output, (tuple, list)) and len(output) == 1:
         output = output[0]  # captum returns a tuple for tuple inputs
@@ -165,12 +165,13 @@ class CaptumMethod(TargetwiseMethod):
     def attribute(self, classifier: Classifier, crops: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         import captum.attr
 
-        obj = self.obj
-        if inspect.isclass(obj):
-            if issubclass(obj, captum.attr.LayerAttribution):
-                obj = obj(classifier.module, classifier.feature_module(crops.shape[-1])[1])
+        obj: Any = self.obj
+        if inspect.isclass(self.obj):
+            cls: Any = self.obj
+            if issubclass(cls, captum.attr.LayerAttribution):
+                obj = cls(classifier.module, classifier.feature_module(crops.shape[-1])[1])
             else:
-                obj = obj(classifier.module)
+                obj = cls(classifier.module)
         inputs = classifier.normalise(crops.detach()).requires_grad_(True)
         with torch.enable_grad():
             output = obj.attribute(inputs, target=targets.to(inputs.device), **dict(self.params))
@@ -197,10 +198,11 @@ class GradCamLibraryMethod(TargetwiseMethod):
     def attribute(self, classifier: Classifier, crops: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-        cam = self.obj
-        if inspect.isclass(cam):
+        cam: Any = self.obj
+        if inspect.isclass(self.obj):
+            cls: Any = self.obj
             layer = classifier.feature_module(crops.shape[-1])[1]
-            cam = cam(model=classifier.module, target_layers=[layer], **dict(self.params))
+            cam = cls(model=classifier.module, target_layers=[layer], **dict(self.params))
         inputs = classifier.normalise(crops.detach())
         with torch.enable_grad():
             output = cam(input_tensor=inputs, targets=[ClassifierOutputTarget(int(t)) for t in targets])
