@@ -126,8 +126,10 @@ def test_a_method_object_of_the_wrong_kind_or_output_is_named():
 @pytest.mark.slow  # runs the CLI
 def test_a_captum_class_as_saliency_custom_on_the_command_line_equals_the_gradient(tmp_path, toy_set):
     images, ann = toy_set
+    # one std for every channel: the gradient of the normalised input captum takes is ours x 0.25 exactly
     common = [f"dataset.images={images}", f"dataset.annotations={ann}", "model=custom",
-              "model.factory=tests.helpers:tiny_net", "model.weights=random", "tta.resize=64", "tta.crop=56",
+              "model.factory=tests.helpers:tiny_net", "model.weights=random", "model.mean=[0.5,0.5,0.5]",
+              "model.std=[0.25,0.25,0.25]", "tta.resize=64", "tta.crop=56",
               "tta.crops=1", "engine.cache=false", "segmentation=threshold", "run.progress=false",
               "run.processes=1", "evaluation.metrics=[ilsvrc,maxboxacc]"]
     for name, extra in (("captum", ["saliency=custom", "saliency.method=captum.attr:Saliency"]),
@@ -226,6 +228,8 @@ def test_the_python_api_document_runs_as_written(shared_sample, tmp_path, monkey
     blocks = [b.split("```", 1)[0] for b in text.split("```python\n")[1:]]
     assert blocks and len(blocks[0].strip().splitlines()) <= 15
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WSOL_BENCH_SHARED", str(shared_sample.parent))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
     namespace: dict = {}
     for block in blocks:
         exec(compile(block, "docs/python_api.md", "exec"), namespace)

@@ -191,14 +191,13 @@ def run_localisation(plan: LocalisationPlan, data: EvaluationSet, out_dir: str |
         prepare_records_dir(out / "records", plan.identity(data), plan.run.resume)
         if on_prepared is not None:
             on_prepared()
-        with RunProgress(out / "records", batch_sizes, plan.run.progress) as progress:
+        with RunProgress(out / "records", batch_sizes, plan.run.progress):
             if world == 1:
                 rank_main(job)
             else:
                 threads = max(1, usable_cores() // world) if device.type == "cpu" else 1
                 log.info("run.processes: %d ranks, %d torch thread(s) each", world, threads)
-                run_ranks(rank_main, (job,), world, threads, on_wait=progress.poll,
-                          log_file=str(log_file) if log_file else None)
+                run_ranks(rank_main, (job,), world, threads, log_file=str(log_file) if log_file else None)
     return json.loads((out / "metrics.json").read_text(encoding="utf-8"))
 
 
@@ -274,7 +273,6 @@ def _localise(job: RankJob, info: DistInfo, out: Path) -> dict[str, Any] | None:
 
         write_run_figures(out / "figures", records, data, plan.extractor, maps_of, plan.crops.resize, plan.run.figures)
     result = write_localisation_report(out, records, data, plan.evaluators, description)
-    print((out / "report.md").read_text())
     log.info("reports written to %s", out)
     return result
 

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from wsol_bench.models import Classifier
-from wsol_bench.registry import make_params
+from wsol_bench.registry import NOT_A_PARAMETER, make_params
 from wsol_bench.saliency.backprop import upsample
 from wsol_bench.saliency.base import (
     SaliencyContractError,
@@ -116,7 +116,8 @@ class CallableMethod(TargetwiseMethod):
     """``function(model, inputs, target) -> maps`` (see the module docstring)."""
 
     function: str  # the function's import path (its identity)
-    fn: Callable[..., Any] = field(default=lambda *a: None, compare=False, repr=False, init=True, kw_only=True)
+    fn: Callable[..., Any] = field(default=lambda *a: None, compare=False, repr=False, kw_only=True,
+                                   metadata=NOT_A_PARAMETER)
 
     name: ClassVar[str] = "callable"
     cost: ClassVar[tuple[str, str]] = ("the function's", "the function's")
@@ -153,7 +154,7 @@ class CaptumMethod(TargetwiseMethod):
 
     attribution: str  # import path of the class (its identity, with the parameters)
     params: Mapping[str, Any] = field(default_factory=dict)
-    obj: Any = field(default=None, compare=False, repr=False, kw_only=True)
+    obj: Any = field(default=None, compare=False, repr=False, kw_only=True, metadata=NOT_A_PARAMETER)
 
     name: ClassVar[str] = "captum"
     cost: ClassVar[tuple[str, str]] = ("captum's", "captum's")
@@ -186,7 +187,7 @@ class GradCamLibraryMethod(TargetwiseMethod):
 
     cam: str  # import path of the class (its identity, with the parameters)
     params: Mapping[str, Any] = field(default_factory=dict)
-    obj: Any = field(default=None, compare=False, repr=False, kw_only=True)
+    obj: Any = field(default=None, compare=False, repr=False, kw_only=True, metadata=NOT_A_PARAMETER)
 
     name: ClassVar[str] = "pytorch_grad_cam"
     cost: ClassVar[tuple[str, str]] = ("the library's", "the library's")
