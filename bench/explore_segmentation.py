@@ -23,18 +23,18 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hydra import compose, initialize_config_dir  # noqa: E402
+from hydra import compose, initialize_config_dir
 
-from wsol_bench.boxes import iou_inclusive  # noqa: E402
-from wsol_bench.config import register_configs  # noqa: E402
-from wsol_bench.data.images import read_rgb  # noqa: E402
-from wsol_bench.data.sources import load_evaluation_set  # noqa: E402
-from wsol_bench.files import sha256_file  # noqa: E402
-from wsol_bench.frames import resize_shorter_side  # noqa: E402
-from wsol_bench.pipeline.engine import Pipeline  # noqa: E402
-from wsol_bench.saliency.cache import SaliencyCache  # noqa: E402
-from wsol_bench.segmentation import localise_image  # noqa: E402
-from wsol_bench.tasks.factory import localisation_plan, resolve_demo  # noqa: E402
+from wsol_bench.boxes import iou_inclusive
+from wsol_bench.config import register_configs
+from wsol_bench.data.images import read_rgb
+from wsol_bench.data.sources import load_evaluation_set
+from wsol_bench.files import sha256_file
+from wsol_bench.frames import resize_shorter_side
+from wsol_bench.pipeline.engine import Pipeline
+from wsol_bench.saliency.cache import SaliencyCache
+from wsol_bench.segmentation import localise_image
+from wsol_bench.tasks.factory import localisation_plan, resolve_demo
 
 
 def _score(args) -> list[list[float]]:

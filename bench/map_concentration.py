@@ -24,9 +24,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from wsol_bench.config import register_configs  # noqa: E402
-from wsol_bench.pipeline.records import OK  # noqa: E402
-from wsol_bench.tasks.figures import load_run  # noqa: E402
+from wsol_bench.config import register_configs
+from wsol_bench.pipeline.records import OK
+from wsol_bench.tasks.figures import load_run
 
 
 def concentration(saliency: np.ndarray, inside: np.ndarray) -> tuple[float, float, float, float]:
@@ -61,8 +61,8 @@ def main() -> None:
                 b = box.scaled((record.height, record.width), saliency.shape)
                 inside[b.ymin : b.ymax + 1, b.xmin : b.xmax + 1] = True
             rows.append((record.index, concentration(saliency, inside)))
-        halves = [("1-%d" % args.split, [v for i, v in rows if i < args.split]),
-                  ("%d-%d" % (args.split + 1, len(data.image_ids)), [v for i, v in rows if i >= args.split])]
+        halves = [(f"1-{args.split}", [v for i, v in rows if i < args.split]),
+                  (f"{args.split + 1}-{len(data.image_ids)}", [v for i, v in rows if i >= args.split])]
         for label, values in halves:
             if not values:
                 continue

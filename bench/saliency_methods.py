@@ -70,10 +70,10 @@ class PassCounter:
 class PerRank:
     """``method`` through the base class's ``scores_and_maps``: one ``attribute`` call per rank."""
 
-    def __init__(self, method) -> None:  # noqa: ANN001
+    def __init__(self, method) -> None:
         self.method = method
 
-    def scores_and_maps(self, classifier, crops, choose_targets):  # noqa: ANN001, ANN201
+    def scores_and_maps(self, classifier, crops, choose_targets):
         from wsol_bench.saliency import SaliencyMethod
 
         return SaliencyMethod.scores_and_maps(self.method, classifier, crops, choose_targets)

@@ -16,19 +16,19 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"  # before numpy/OpenCV load their thread pools
 
-import argparse  # noqa: E402
-import cProfile  # noqa: E402
-import pstats  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
+import argparse
+import cProfile
+import pstats
+import statistics
+import time
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-from skimage import data  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402
+import cv2
+import numpy as np
+from skimage import data
+from threadpoolctl import threadpool_limits
 
-from wsol_bench.boxes import iou_inclusive  # noqa: E402
-from wsol_bench.segmentation import BoxExtractor, box_extractor  # noqa: E402
+from wsol_bench.boxes import iou_inclusive
+from wsol_bench.segmentation import BoxExtractor, box_extractor
 
 IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "stereo_motorcycle")
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}

@@ -17,11 +17,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from wsol_bench.config import register_configs  # noqa: E402
-from wsol_bench.metrics.ilsvrc import IlsvrcLocalisation  # noqa: E402
-from wsol_bench.metrics.intervals import wilson_interval  # noqa: E402
-from wsol_bench.reports.localisation_report import evaluate_records  # noqa: E402
-from wsol_bench.tasks.figures import load_run  # noqa: E402
+from wsol_bench.config import register_configs
+from wsol_bench.metrics.ilsvrc import IlsvrcLocalisation
+from wsol_bench.metrics.intervals import wilson_interval
+from wsol_bench.reports.localisation_report import evaluate_records
+from wsol_bench.tasks.figures import load_run
 
 
 def error(summary: dict, key: str, k: int | None = None) -> str:

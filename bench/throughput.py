@@ -136,7 +136,8 @@ def run(name: str, cmd: list[str], env: dict[str, str], tmp: Path) -> dict:
         p = json.loads(line)
         role, hwm, _ = peaks.get(p["pid"], (p["role"], 0, 0))
         peaks[p["pid"]] = (p["role"], max(hwm, p["hwm_kib"] or 0), p["maxrss_kib"])
-    rss = [{"pid": pid, "role": role, "hwm_kib": hwm, "maxrss_kib": maxrss} for pid, (role, hwm, maxrss) in peaks.items()]
+    rss = [{"pid": pid, "role": role, "hwm_kib": hwm, "maxrss_kib": maxrss}
+           for pid, (role, hwm, maxrss) in peaks.items()]
     return {"seconds": seconds, "rss": rss}
 
 
@@ -197,7 +198,8 @@ def main() -> None:
     reference = results.get("1 thread", {}).get("predictions")
     for name in ("default", "torchrun", "overlap"):
         if reference is not None and name in results:
-            print(f"predictions of {name} identical to 1 thread, same settings: {results[name]['predictions'] == reference}")
+            same = results[name]["predictions"] == reference
+            print(f"predictions of {name} identical to 1 thread, same settings: {same}")
     for name, r in results.items():
         procs = sorted(r["rss"], key=lambda p: (p["role"], p["pid"]))
         shown = ", ".join(f"{p['role']} {p['hwm_kib'] / 1024:.0f} ({p['maxrss_kib'] / 1024:.0f})"

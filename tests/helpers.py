@@ -17,7 +17,8 @@ REPO = Path(__file__).resolve().parent.parent
 CONF_DIR = REPO / "conf"
 
 
-def run_cli(*overrides: str, cwd: Path = REPO, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_cli(*overrides: str, cwd: Path = REPO, timeout: int = 600,
+            env: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``python -m wsol_bench OVERRIDES``; the result's output is stdout+stderr."""
     return subprocess.run(
         [sys.executable, "-m", "wsol_bench", *overrides],
@@ -55,7 +56,7 @@ def living(pids: list[int]) -> list[int]:
     return alive
 
 
-def compose_cfg(*overrides: str):
+def compose_cfg(*overrides: str, return_hydra_config: bool = False):
     """The composed Hydra config of ``python -m wsol_bench OVERRIDES`` (no task run)."""
     from hydra import compose, initialize_config_dir
 
@@ -63,7 +64,7 @@ def compose_cfg(*overrides: str):
 
     register_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+        return compose(config_name="config", overrides=list(overrides), return_hydra_config=return_hydra_config)
 
 
 XML = """<annotation>
@@ -73,7 +74,8 @@ XML = """<annotation>
 {objects}
 </annotation>"""
 SIZE = "\t<size><width>{w}</width><height>{h}</height><depth>3</depth></size>"
-OBJECT = """\t<object><name>{syn}</name><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>"""
+OBJECT = ("\t<object><name>{syn}</name><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax>"
+          "<ymax>{y1}</ymax></bndbox></object>")
 
 
 def write_xml(folder: Path, name: str, boxes, w=100, h=80, size=True) -> Path:
@@ -154,3 +156,12 @@ def centre_crop(image: np.ndarray, size: int = 224) -> torch.Tensor:
     im = resize_shorter_side(image, 256)
     y, x = (im.shape[0] - size) // 2, (im.shape[1] - size) // 2
     return torch.from_numpy(im[y : y + size, x : x + size].copy()).permute(2, 0, 1).float()[None] / 255
+
+
+def tiny_net(num_classes: int = 1000) -> torch.nn.Module:
+    """A small ConvNet for runs that only need some model (``model=custom
+    model.factory=tests.helpers:tiny_net``): conv, ReLU, global average pooling, linear; the
+    same weights at every call."""
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                               torch.nn.Flatten(), torch.nn.Linear(8, num_classes)).eval()

@@ -72,6 +72,7 @@ def test_score_rises_and_l2_keeps_image_bounded() -> None:
         class_model_images(net, [0], MEAN, STD, size=16, l2=1.0, lr=2.0, steps=1)
 
 
+@pytest.mark.slow  # more than a few seconds
 def test_deterministic_given_seed_and_batch_independent() -> None:
     net = tiny_net()
     kw = dict(size=16, l2=0.05, lr=1.0, steps=12, jitter=3, blur_every=4, blur_sigma=0.7)

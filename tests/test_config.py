@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
@@ -53,7 +52,8 @@ def _presets(group: str) -> list[Path]:
     return sorted(p for p in (CONF_DIR / group).glob("*.yaml") if p.stem != "custom")
 
 
-@pytest.mark.parametrize("path", _presets("saliency") + _presets("segmentation"), ids=lambda p: f"{p.parent.name}/{p.stem}")
+@pytest.mark.parametrize("path", _presets("saliency") + _presets("segmentation"),
+                         ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_every_method_preset_lists_exactly_its_parameters_with_their_defaults(path):
     own = yaml.safe_load(path.read_text())
     registry = SALIENCY_METHODS if path.parent.name == "saliency" else BOX_EXTRACTORS
@@ -133,12 +133,12 @@ def test_dataset_paths_are_made_absolute_and_shared_sample_does_not_depend_on_th
     shared = localisation_plan(compose_cfg("dataset=shared_sample")).dataset
     assert Path(shared.images).is_absolute() and shared.images.endswith("shared/ilsvrc_val_sample/images")
     monkeypatch.setenv("WSOL_BENCH_SHARED", "/elsewhere")
-    assert localisation_plan(compose_cfg("dataset=shared_sample")).dataset.images == "/elsewhere/ilsvrc_val_sample/images"
+    moved = localisation_plan(compose_cfg("dataset=shared_sample")).dataset
+    assert moved.images == "/elsewhere/ilsvrc_val_sample/images"
 
 
 def test_slurm_launcher_config_composes():
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
+    cfg = compose_cfg("hydra/launcher=slurm", return_hydra_config=True)
     assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
     assert cfg.hydra.launcher.gpus_per_node == 1
 
@@ -146,9 +146,11 @@ def test_slurm_launcher_config_composes():
 def test_paper_experiment_sets_the_published_protocol():
     cfg = compose_cfg("+experiment=ilsvrc2013", "dataset.root=/data/imagenet")
     assert (cfg.tta.crops, cfg.tta.top_k) == (10, 5)
-    assert (cfg.segmentation.method, cfg.segmentation.fg_quantile, cfg.segmentation.bg_quantile) == ("graphcut", 0.95, 0.3)
+    seg = cfg.segmentation
+    assert (seg.method, seg.fg_quantile, seg.bg_quantile) == ("graphcut", 0.95, 0.3)
     plan = localisation_plan(cfg)
-    assert (plan.extractor.smooth_sigma, plan.extractor.max_side, plan.extractor.keep_components) == (0.0, None, "largest")
+    extractor = plan.extractor
+    assert (extractor.smooth_sigma, extractor.max_side, extractor.keep_components) == (0.0, None, "largest")
     assert cfg.dataset.name == "ilsvrc_val" and cfg.dataset.root == "/data/imagenet"
 
 

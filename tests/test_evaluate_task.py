@@ -10,6 +10,7 @@ import pytest
 from tests.helpers import run_cli, write_xml
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_evaluate_csv_predictions_against_xml(tmp_path):
     ann = tmp_path / "ann"
     ann.mkdir()
@@ -34,6 +35,7 @@ def test_evaluate_csv_predictions_against_xml(tmp_path):
     assert "loc error" in res.stdout
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_evaluate_devkit_line_count_mismatch(tmp_path, shared_sample):
     pred = tmp_path / "pred.txt"
     pred.write_text("1 0 0 10 10\n" * 3)
@@ -56,6 +58,7 @@ def _two_image_truth(tmp_path):
     return ann, pred_path
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_images_without_predictions_error_count_as_wrong_or_are_skipped(tmp_path):
     ann, pred = _two_image_truth(tmp_path)
     common = ("task=evaluate", f"evaluate.predictions={pred}", f"dataset.annotations={ann}")
@@ -74,6 +77,7 @@ def test_images_without_predictions_error_count_as_wrong_or_are_skipped(tmp_path
     assert "scored 1 of 4" in res.stdout
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_image_of_another_size_than_its_xml_is_an_error(tmp_path):
     from PIL import Image
 
@@ -137,6 +141,7 @@ def _devkit_run(tmp_path, shared_sample, lines: list[str], fmt: str):
     return res.stdout, json.loads((out / "metrics.json").read_text())
 
 
+@pytest.mark.slow  # more than a few seconds
 def test_devkit_cls_labels_only_file_prints_and_stores_no_localisation_error(tmp_path, shared_sample):
     with (shared_sample / "devkit" / "demo.val.pred.txt").open() as fh:
         lines = [next(fh) for _ in range(5)]  # the devkit's task-1 demo file: labels only
@@ -148,6 +153,7 @@ def test_devkit_cls_labels_only_file_prints_and_stores_no_localisation_error(tmp
     assert len(metrics["cls_error_at_k"]) == 5 and metrics["n_images"] == 5
 
 
+@pytest.mark.slow  # more than a few seconds
 def test_devkit_task2_table_says_where_its_classification_row_comes_from(tmp_path, shared_sample):
     import gzip
 
@@ -161,6 +167,7 @@ def test_devkit_task2_table_says_where_its_classification_row_comes_from(tmp_pat
     assert len(metrics["loc_error_at_k"]) == 5 and "labels_only" not in metrics
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_a_csv_without_any_box_is_scored_as_labels_only(tmp_path):
     ann = tmp_path / "ann"
     ann.mkdir()

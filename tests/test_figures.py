@@ -271,7 +271,8 @@ def test_interval_naming_rule_and_bounds():
     assert interval_column("gt_known_loc_error", ["gt_known_loc_ci95"]) == "gt_known_loc_ci95"
     assert interval_column("auc", ["auc_ci95"]) == "auc_ci95" and interval_column("auc", ["x"]) is None
     row = metric_columns({"table": {"top5_loc_error": 0.4, "top5_loc_ci95": [0.35, 0.46]}, "n_images": 3})
-    assert row["top5_loc_ci95"] == "[0.350, 0.460]" and (row["top5_loc_ci95_lo"], row["top5_loc_ci95_hi"]) == (0.35, 0.46)
+    assert row["top5_loc_ci95"] == "[0.350, 0.460]"
+    assert (row["top5_loc_ci95_lo"], row["top5_loc_ci95_hi"]) == (0.35, 0.46)
     parsed = interval_bounds(pd.DataFrame({"top5_loc_error": [0.4, 0.5], "top5_loc_ci95": ["[0.35, 0.46]", None]}),
                              "top5_loc_error")
     assert parsed[0].tolist()[0] == 0.35 and parsed[1].tolist()[0] == 0.46 and np.isnan(parsed[0].tolist()[1])
@@ -351,7 +352,8 @@ def test_saliency_figure_of_an_image_has_one_panel_per_class(tmp_path):
     from wsol_bench.figures.saliency import save_saliency_figure
     from wsol_bench.saliency import SaliencyResult
 
-    result = SaliencyResult(np.arange(5, dtype=np.float32), np.array([4, 3, 2]), np.random.rand(3, 150, 225).astype(np.float32))
+    maps = np.random.rand(3, 150, 225).astype(np.float32)
+    result = SaliencyResult(np.arange(5, dtype=np.float32), np.array([4, 3, 2]), maps)
     names = ["a", "b", "c, a long name with synonyms " * 3, "d", "tabby cat"]
     path = save_saliency_figure(tmp_path / "s.png", CAT, result, names)  # maps in a smaller frame: resized
     with Image.open(path) as png:

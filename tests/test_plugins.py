@@ -29,27 +29,33 @@ def toy_set(tmp_path):
     return images, ann
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_toy_parts_through_the_cli(tmp_path, toy_set):
     images, ann = toy_set
     out = tmp_path / "run"
     res = run_cli(f"dataset.images={images}", f"dataset.annotations={ann}", "engine.loader_workers=0",
                   "model.weights=random", "saliency=custom", "saliency.method=tests.toy_plugins:CentreBlob",
-                  "+saliency.sigma=0.1", "tta.resize=64", "tta.crop=56", "tta.crops=1",
-                  "engine.cache=false", "segmentation=custom", "segmentation.method=tests.toy_plugins:MapPeakBox",
-                  "+segmentation.side=20",
-                  "evaluation.metrics=[ilsvrc,tests.toy_plugins:PeakInBox]", "run.progress=false",
-                  f"hydra.run.dir={out}")
+                  "saliency.sigma=0.1", "saliency.noise_tunnel.n_samples=2", "tta.resize=64", "tta.crop=56",
+                  "tta.crops=1", "engine.cache=false", "segmentation=custom",
+                  "segmentation.method=tests.toy_plugins:MapPeakBox", "segmentation.side=20",
+                  "evaluation.metrics=[ilsvrc,tests.toy_plugins:PeakInBox]", "evaluation.peak_in_box.margin=3",
+                  "run.progress=false", f"hydra.run.dir={out}")
     assert res.returncode == 0, res.stdout[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["peak_in_box"] == 1.0  # the blob peaks at the centre, where every object is
     assert metrics["gt_known_loc_error"] == 0.0  # a 21x21 box at the frame's centre: the object
     assert metrics["table"]["peak_in_box"] == 1.0
+    assert metrics["saliency"] == "noise_tunnel(centre_blob)"
     manifest = json.loads((out / "records" / "manifest.json").read_text())
-    assert manifest["saliency"]["params"] == {"sigma": 0.1}
+    assert manifest["saliency"]["name"] == "noise_tunnel"
+    assert manifest["saliency"]["params"]["method"] == {"part": "centre_blob", "params": {"sigma": 0.1}}
+    assert manifest["saliency"]["params"]["n_samples"] == 2
     assert manifest["segmentation"]["params"] == {"side": 20}
+    assert manifest["evaluation"]["peak_in_box"] == {"margin": 3}
     res = run_cli(f"dataset.images={images}", f"dataset.annotations={ann}", "saliency=custom",
-                  "saliency.method=tests.toy_plugins:CentreBlob", "+saliency.sigma=-1", f"hydra.run.dir={out}2")
-    assert res.returncode != 0 and "saliency.sigma=-1" in res.stdout and "must be > 0" in res.stdout
+                  "saliency.method=tests.toy_plugins:CentreBlob", "saliency.sigma=-1", f"hydra.run.dir={out}2")
+    assert res.returncode == 2 and res.stdout.startswith("error: saliency.sigma=-1") and "must be > 0" in res.stdout
+    assert "Traceback" not in res.stdout
 
 
 def test_toy_parts_through_python(toy_set):
@@ -80,6 +86,7 @@ def test_a_plain_module_and_every_image_type():
     np.testing.assert_allclose(results[0].maps, results[2].maps)
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_stages_import_without_hydra():
     code = ("import wsol_bench.saliency, wsol_bench.segmentation, wsol_bench.metrics, wsol_bench.data, "
             "wsol_bench.models, wsol_bench.api, wsol_bench.pipeline.engine, sys; assert 'hydra' not in sys.modules")

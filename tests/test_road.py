@@ -105,6 +105,7 @@ def test_road_scores_equal_grad_cams_combined_and_averages():
     assert result.morf.shape == result.lerf.shape == (9,) and result.percentiles == PERCENTILES
 
 
+@pytest.mark.slow  # more than a few seconds
 def test_road_on_efficientnet_lite_equals_grad_cams():
     gc_road, _, target_cls = grad_cam()
     timm = pytest.importorskip("timm")

@@ -24,7 +24,8 @@ def test_hit_is_keyed_on_content_not_on_the_file(tmp_path):
     assert cache.get("img", "sha-of-bytes", [2], FRAME, top_k=2).maps.max() == 1.0
     assert cache.get("img", "other-bytes", [2], FRAME, top_k=2) is None
     assert cache.get("img", "sha-of-bytes", [1], FRAME, top_k=2) is None
-    assert SaliencyCache(tmp_path, {"model": "m", "method": "smoothgrad"}).get("img", "sha-of-bytes", [2], FRAME, 2) is None
+    other = SaliencyCache(tmp_path, {"model": "m", "method": "smoothgrad"})
+    assert other.get("img", "sha-of-bytes", [2], FRAME, 2) is None
     assert (cache.hits, cache.misses) == (1, 2)
 
 

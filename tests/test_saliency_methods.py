@@ -156,12 +156,12 @@ class _GuidedReLU6(torch.autograd.Function):
     """A hand-written guided backward: ``max(g, 0) * 1[0 < x < 6]``."""
 
     @staticmethod
-    def forward(ctx, x):  # noqa: ANN001, ANN205
+    def forward(ctx, x):
         ctx.save_for_backward(x)
         return x.clamp(0, 6)
 
     @staticmethod
-    def backward(ctx, grad):  # noqa: ANN001, ANN205
+    def backward(ctx, grad):
         (x,) = ctx.saved_tensors
         return grad.clamp(min=0) * ((x > 0) & (x < 6)).to(grad.dtype)
 

@@ -90,7 +90,8 @@ def test_resume_with_other_settings_is_refused_and_the_original_config_kept(tmp_
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
-@pytest.mark.parametrize("workers_setting, n_workers", [("engine.loader_workers=2", 2), ("engine.segmentation_workers=1", 1)],
+@pytest.mark.parametrize("workers_setting, n_workers",
+                         [("engine.loader_workers=2", 2), ("engine.segmentation_workers=1", 1)],
                          ids=["loader", "segmentation"])
 def test_workers_die_with_a_killed_run(tmp_path, small_set, workers_setting, n_workers):
     images, ann = small_set

@@ -18,8 +18,8 @@ from wsol_bench.pipeline.store import (
 
 def record(i: int) -> ImageRecord:
     return ImageRecord(i, f"img{i}", "ok", height=10, width=20, synsets=["n01440764"], scores=[1.5],
-                       boxes=[Box(1, 2, 3, 4)], fallbacks=[None], gt_known_box=Box(1, 2, 3, 4), timings={"saliency": 0.1},
-                       states={"metric": {"hits": "0f"}})
+                       boxes=[Box(1, 2, 3, 4)], fallbacks=[None], gt_known_box=Box(1, 2, 3, 4),
+                       timings={"saliency": 0.1}, states={"metric": {"hits": "0f"}})
 
 
 def test_round_trip(tmp_path):

@@ -109,6 +109,7 @@ def _fit(shapes, out: Path, **kw: object):  # type: ignore[no-untyped-def]
     return net, res
 
 
+@pytest.mark.slow  # more than a few seconds
 def test_fit_learns_and_writes_weights_only_checkpoint(shapes, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     net, res = _fit(shapes, tmp_path, epochs=5)
     steps = pd.read_csv(tmp_path / "train_steps.csv")
@@ -127,6 +128,7 @@ def test_fit_learns_and_writes_weights_only_checkpoint(shapes, tmp_path: Path) -
     assert not list(res.checkpoint.parent.glob(".*tmp*"))  # the atomic write left no temporary file
 
 
+@pytest.mark.slow  # more than a few seconds
 def test_resume_at_epoch_boundary_replays_the_uninterrupted_run(shapes, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     straight, _ = _fit(shapes, tmp_path / "a", epochs=2)
     _, first = _fit(shapes, tmp_path / "b", epochs=2, max_steps=4)

@@ -58,7 +58,8 @@ def test_steps_file_rate_limited_and_resumed(tmp_path: Path, monkeypatch: pytest
     seen = _writes(monkeypatch)
     fit(_net(), _data(), None, _cfg(epochs=2, max_steps=4, log_seconds=3600.0), tmp_path / "ckpt", tmp_path, DistInfo())
     assert seen == [4]  # only when the run stopped
-    (tmp_path / loop.STEPS_NAME).write_text((tmp_path / loop.STEPS_NAME).read_text() + "5,0,9.9,0.1\n")  # a crashed run's row
+    steps = tmp_path / loop.STEPS_NAME
+    steps.write_text(steps.read_text() + "5,0,9.9,0.1\n")  # a crashed run's row
     fit(_net(), _data(), None, _cfg(epochs=2, resume=True, log_seconds=3600.0), tmp_path / "ckpt", tmp_path, DistInfo())
     steps = pd.read_csv(tmp_path / loop.STEPS_NAME)
     assert steps["step"].tolist() == list(range(1, 13)) and 9.9 not in steps["loss"].tolist()

@@ -295,6 +295,7 @@ def run_evaluator(ev, samples, chunks=None, failed=(), order=None):
     return ev.compute()
 
 
+@pytest.mark.slow  # more than a few seconds
 @pytest.mark.parametrize("cls", [MaxBoxAcc, PointingGame])
 def test_streaming_is_independent_of_chunks_and_order(cls, samples):
     one_shot = run_evaluator(cls(), samples)
@@ -442,6 +443,7 @@ def oracle_inputs(samples):
     return cams, boxes, sizes
 
 
+@pytest.mark.slow  # more than a few seconds
 def test_matches_wsolevaluation_oracle(samples):
     extra = random_samples(8, seed=7, prefix="extra")
     # a constant map and a map already 224 x 224 among them
@@ -600,6 +602,7 @@ def test_pointing_class_mean_is_over_classes():
 # Export in wsolevaluation's layout, and scoring such a folder
 # --------------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # more than a few seconds
 def test_export_round_trip(tmp_path, samples):
     folder = tmp_path / "scoremaps"
     for s in samples:

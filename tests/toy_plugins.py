@@ -51,12 +51,17 @@ class MapPeakBox(BoxExtractor):
 
 @dataclass
 class PeakInBox(Evaluator):
-    """Fraction of images whose ground-truth class map peaks inside one of its boxes."""
+    """Fraction of images whose ground-truth class map peaks inside one of its boxes, grown by
+    ``margin`` pixels of the maps' frame on every side."""
 
     name: ClassVar[str] = "peak_in_box"
     needs_maps: ClassVar[bool] = True
+    margin: int = 0
     hits: int = field(default=0, init=False)
     n: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        require(self.margin >= 0, "margin", self.margin, ">= 0")
 
     def start(self, ground_truth) -> None:
         self.hits, self.n = 0, len(ground_truth)
@@ -65,7 +70,8 @@ class PeakInBox(Evaluator):
         m = sample.map_of(sample.annotation.label)
         y, x = np.unravel_index(int(np.argmax(m)), m.shape)
         scaled = [b.scaled(sample.original_size, m.shape) for b in sample.annotation.boxes]
-        return any(b.xmin <= x <= b.xmax and b.ymin <= y <= b.ymax for b in scaled)
+        m = self.margin
+        return any(b.xmin - m <= x <= b.xmax + m and b.ymin - m <= y <= b.ymax + m for b in scaled)
 
     def accumulate(self, results) -> None:
         self.hits += sum(bool(r.states.get(self.name)) for r in results)

@@ -2,8 +2,12 @@
 
 Public names (imported on first use, so ``import wsol_bench`` stays light):
 
-* :func:`localise`, :func:`evaluate` (:mod:`wsol_bench.api`);
+* :func:`run` (a whole run on a data set), :func:`localise` (one image),
+  :func:`load_ground_truth`, :func:`evaluate`, :func:`score_maps`, :func:`overlay`
+  (:mod:`wsol_bench.api`);
 * :func:`saliency_method`, :func:`box_extractor`, :func:`evaluator`: parts by name and parameters;
+  :class:`NoiseTunnel` (any method over noisy copies), :func:`as_method` (captum,
+  pytorch-grad-cam and plain functions as methods);
 * :class:`Box`, :class:`ImageAnnotation`, :class:`Classifier`, :class:`ModelSpec`,
   :func:`build_classifier`, :class:`CropSettings`, :func:`image_saliency`;
 * the registries :data:`SALIENCY_METHODS`, :data:`BOX_EXTRACTORS`, :data:`METRICS`, :data:`MODELS`;
@@ -18,9 +22,14 @@ from pathlib import Path
 from typing import Any
 
 _EXPORTS = {
+    "run": "wsol_bench.api",
+    "RunResult": "wsol_bench.api",
     "localise": "wsol_bench.api",
-    "evaluate": "wsol_bench.api",
     "Localised": "wsol_bench.api",
+    "evaluate": "wsol_bench.api",
+    "load_ground_truth": "wsol_bench.api",
+    "score_maps": "wsol_bench.api",
+    "overlay": "wsol_bench.api",
     "Box": "wsol_bench.boxes",
     "ImageAnnotation": "wsol_bench.boxes",
     "Classifier": "wsol_bench.models",
@@ -29,8 +38,12 @@ _EXPORTS = {
     "build_classifier": "wsol_bench.models",
     "wrap_module": "wsol_bench.models",
     "CropSettings": "wsol_bench.saliency",
+    "EngineSettings": "wsol_bench.pipeline.settings",
+    "DatasetSpec": "wsol_bench.data.sources",
     "SaliencyMethod": "wsol_bench.saliency",
     "SALIENCY_METHODS": "wsol_bench.saliency",
+    "NoiseTunnel": "wsol_bench.saliency",
+    "as_method": "wsol_bench.saliency",
     "image_saliency": "wsol_bench.saliency",
     "saliency_method": "wsol_bench.saliency",
     "BoxExtractor": "wsol_bench.segmentation",

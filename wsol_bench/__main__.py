@@ -88,7 +88,8 @@ def _remove_rank_folder() -> None:
     from hydra.core.hydra_config import HydraConfig
 
     out = Path(HydraConfig.get().runtime.output_dir)
-    if out.name.startswith(RANK_DIR_PREFIX) and out.parent == Path(tempfile.gettempdir()) and os.environ.get("RANK", "0") != "0":
+    temporary = out.name.startswith(RANK_DIR_PREFIX) and out.parent == Path(tempfile.gettempdir())
+    if temporary and os.environ.get("RANK", "0") != "0":
         shutil.rmtree(out, ignore_errors=True)
 
 

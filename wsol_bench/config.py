@@ -43,12 +43,11 @@ def _schema_type(hint: Any) -> Any:
         rest = [a for a in args if a is not type(None)]
         if len(rest) == 1 and len(rest) < len(args):
             inner = _schema_type(rest[0])
-            return Any if inner is Any else Optional[inner]
+            return Any if inner is Any else Optional[inner]  # noqa: UP045  (a runtime type for OmegaConf)
         return Any
     if origin in (tuple, list):
-        item = args[0] if args and args[0] is not Ellipsis else Any
-        item = _schema_type(item)
-        return list[item] if item in (bool, int, float, str) else list[Any]
+        item = _schema_type(args[0] if args and args[0] is not Ellipsis else Any)
+        return list[item] if item in (bool, int, float, str) else list[Any]  # type: ignore[valid-type]
     return Any
 
 
@@ -63,9 +62,10 @@ def schema_of(cls: type) -> type:
         kind = _schema_type(hints[f.name])
         if f.default is not dataclasses.MISSING:
             default = f.default
-            value = field(default_factory=lambda d=default: list(d)) if isinstance(default, tuple) else field(default=default)
+            as_list = isinstance(default, tuple)
+            value = field(default_factory=lambda d=default: list(d)) if as_list else field(default=default)  # type: ignore[misc]
         else:
-            value = field(default_factory=f.default_factory)  # type: ignore[arg-type]
+            value = field(default_factory=f.default_factory)
         fields.append((f.name, kind, value))
     return dataclasses.make_dataclass(f"{cls.__name__}Schema", fields)
 
@@ -81,7 +81,7 @@ class TaskConfig:
 class EvaluateConfig:
     """``task=evaluate``: score an existing prediction file."""
 
-    predictions: Optional[str] = None
+    predictions: str | None = None
     format: str = "csv"  # csv | devkit | devkit_cls | scoremaps
     missing: str = "error"  # images without a guess: error | wrong (the devkit's) | skip
 
@@ -90,10 +90,10 @@ class EvaluateConfig:
 class TrainConfig:
     """``task=train``: classifier training on an ImageNet-style ``train/<wnid>/*`` folder."""
 
-    train_dir: Optional[str] = None
-    val_dir: Optional[str] = None  # same layout; or None to skip validation
+    train_dir: str | None = None
+    val_dir: str | None = None  # same layout; or None to skip validation
     epochs: int = 90
-    max_steps: Optional[int] = None  # stop after this many optimiser steps (smoke runs)
+    max_steps: int | None = None  # stop after this many optimiser steps (smoke runs)
     batch_size: int = 128
     lr: float = 0.01
     momentum: float = 0.9
@@ -130,9 +130,9 @@ class ClassModelConfig:
 class SweepConfig:
     """``task=sweep_report``: collect runs into one table and plot (:mod:`wsol_bench.reports.sweep`)."""
 
-    dir: Optional[str] = None  # a multirun folder, a folder of runs (outputs/localise) or one run
-    dirs: Optional[list[str]] = None  # or several of those (outputs go into this task's run folder)
-    x: Optional[str] = None  # the setting to plot on the x axis (default: a swept setting of the method, numeric first)
+    dir: str | None = None  # a multirun folder, a folder of runs (outputs/localise) or one run
+    dirs: list[str] | None = None  # or several of those (outputs go into this task's run folder)
+    x: str | None = None  # the setting to plot on the x axis (default: a swept setting of the method, numeric first)
 
 
 DatasetSchema = schema_of(DatasetSpec)
@@ -159,8 +159,8 @@ class Config:
     class_model: ClassModelConfig = field(default_factory=ClassModelConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     sanity: Any = field(default_factory=SanitySchema)
-    run_dir: Optional[str] = None  # task=figures: the run whose figures to redraw
-    runs: Optional[list[str]] = None  # task=figures: runs whose maps to compare side by side
+    run_dir: str | None = None  # task=figures: the run whose figures to redraw
+    runs: list[str] | None = None  # task=figures: runs whose maps to compare side by side
 
 
 RANK_DIR_PREFIX = "wsol_bench_rank"

@@ -99,7 +99,8 @@ def wsol_scoremap(saliency: np.ndarray, length: int = RESIZE_LENGTH) -> np.ndarr
     if cam.ndim != 2:
         raise ValueError(f"expected an (H, W) map, got shape {cam.shape}")
     if cam.shape != (length, length):
-        cam = cv2.resize(np.ascontiguousarray(cam), (length, length), interpolation=cv2.INTER_CUBIC)
+        cam = np.asarray(cv2.resize(np.ascontiguousarray(cam), (length, length), interpolation=cv2.INTER_CUBIC),
+                         dtype=np.float64)
     return normalize_scoremap(cam)
 
 

@@ -58,9 +58,15 @@ def make_params(cls: type[T], values: Mapping[str, Any] | None, where: str) -> T
         raise ValueError(f"{where}.{err}") from None
 
 
+NOT_A_PARAMETER = {"parameter": False}
+"""``field(metadata=NOT_A_PARAMETER)``: an init field that is not a parameter (an object a part
+wraps, identified by another field), left out of :func:`params_dict`."""
+
+
 def params_dict(obj: object) -> dict[str, Any]:
     """The parameters of a dataclass instance as plain JSON-able values (tuples as lists)."""
-    return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}  # type: ignore[arg-type]
+    return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)  # type: ignore[arg-type]
+            if f.init and f.metadata.get("parameter", True)}
 
 
 def _plain(value: Any) -> Any:

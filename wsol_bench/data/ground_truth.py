@@ -63,7 +63,8 @@ def parse_annotation_xml(text: str | bytes, source: str, synsets: SynsetTable | 
         bb = obj.get("bndbox")
         if not isinstance(bb, dict):
             raise ValueError(f"{where}: missing <bndbox>")
-        box = Box(*(_int(bb.get(k), where, f"bndbox/{k}") for k in ("xmin", "ymin", "xmax", "ymax")), wnid)
+        x0, y0, x1, y1 = (_int(bb.get(k), where, f"bndbox/{k}") for k in ("xmin", "ymin", "xmax", "ymax"))
+        box = Box(x0, y0, x1, y1, wnid)
         box.validate((height, width), where)
         boxes.append(box)
     if not boxes:
@@ -147,7 +148,8 @@ def read_solution_csv(path: str | Path, synsets: SynsetTable | None = None) -> G
                 wnid = preds[j]
                 if wnid not in synsets:
                     raise ValueError(f"{where}: unknown synset {wnid!r}")
-                box = Box(*(_int(v, where, "coordinate") for v in preds[j + 1 : j + 5]), wnid)
+                x0, y0, x1, y1 = (_int(v, where, "coordinate") for v in preds[j + 1 : j + 5])
+                box = Box(x0, y0, x1, y1, wnid)
                 box.validate(None, where)
                 boxes.append(box)
             out[image_id] = ImageAnnotation(image_id, None, None, tuple(boxes))

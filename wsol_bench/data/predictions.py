@@ -245,8 +245,12 @@ def read_devkit_predictions(
 
     ``with_boxes``: task 2 (``label xmin ymin xmax ymax`` per guess); otherwise task 1
     (labels only, boxes NaN). Guesses beyond ``max_guesses`` are ignored, as in the
-    devkit. A line count that differs from the number of images is an error.
+    devkit. Line *i* belongs to the *i*-th image; a file of the whole validation set (more
+    lines than images, e.g. with ``dataset.limit``) is read by each image's validation number
+    (``ILSVRC2012_val_00000123`` is line 123). Any other line count is an error.
     """
+    from wsol_bench.data.sources import validation_number
+
     group = 5 if with_boxes else 1
     path = Path(path)
     if not path.is_file():
@@ -256,10 +260,16 @@ def read_devkit_predictions(
         lines = fh.read().splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
+    numbers = list(range(1, len(image_ids) + 1))
     if len(lines) != len(image_ids):
-        raise ValueError(f"{path}: {len(lines)} prediction lines but {len(image_ids)} images to evaluate")
+        by_number = [validation_number(i) for i in image_ids]
+        if len(lines) < len(image_ids) or None in by_number or max(n for n in by_number if n) > len(lines):
+            raise ValueError(f"{path}: {len(lines)} prediction lines but {len(image_ids)} images to evaluate (a file "
+                             "of the whole validation set is read by validation number, for ILSVRC2012_val_* ids)")
+        numbers = [int(n) for n in by_number if n]
     rows = []
-    for lineno, (image_id, line) in enumerate(zip(image_ids, lines), start=1):
+    for lineno, image_id in zip(numbers, image_ids):
+        line = lines[lineno - 1]
         fields = line.split()
         if len(fields) % group:
             raise ValueError(f"{path}:{lineno}: {len(fields)} fields, not groups of 'label xmin ymin xmax ymax'")

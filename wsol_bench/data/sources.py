@@ -22,6 +22,7 @@ import logging
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from wsol_bench.data.ground_truth import (
     GroundTruth,
@@ -130,7 +131,7 @@ def resolve_paths(cfg: DatasetSpec) -> DatasetSpec:
     root = Path(cfg.root)
     if not root.is_dir():
         raise FileNotFoundError(f"dataset.root={root}: folder not found")
-    found: dict[str, str] = {}
+    found: dict[str, Any] = {}
     if (root / _KAGGLE["images"]).is_dir() or (root / _KAGGLE["solution_csv"]).is_file():
         for key, rel in _KAGGLE.items():
             if (root / rel).exists():
@@ -222,7 +223,7 @@ def load_evaluation_set(cfg: DatasetSpec, need_images: bool = True, lenient: boo
     if csv_gt is not None:
         ground_truth = select(csv_gt, ids, source)
     else:
-        ground_truth = read_annotation_dir(cfg.annotations, ids, synsets, errors=unscored if lenient else None)
+        ground_truth = read_annotation_dir(str(cfg.annotations), ids, synsets, errors=unscored if lenient else None)
         ids = [i for i in ids if i not in unscored]
         if not ids:
             raise ValueError(f"{source}: none of the selected images has usable ground truth")

@@ -13,12 +13,14 @@ plot lives with the sweep report.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 
-def new_figure(width: float, height: float, dpi: int = 100, layout: str | None = None) -> Figure:
+def new_figure(width: float, height: float, dpi: int = 100,
+               layout: Literal["constrained", "compressed", "tight"] | None = None) -> Figure:
     """A figure of ``width x height`` inches on its own Agg canvas; ``layout``: matplotlib's (``"constrained"``)."""
     fig = Figure(figsize=(width, height), dpi=dpi, layout=layout)
     FigureCanvasAgg(fig)

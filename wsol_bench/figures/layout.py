@@ -140,7 +140,7 @@ def masked_image(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def text_size(fig: Figure, text: str, fontsize: float, weight: str = "normal") -> tuple[float, float]:
     """``(width, height)`` in pixels of one line of ``text`` drawn on ``fig``."""
-    renderer = fig.canvas.get_renderer()
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]  # an Agg canvas
     w, h, _ = renderer.get_text_width_height_descent(text, FontProperties(size=fontsize, weight=weight), ismath=False)
     return float(w), float(h)
 
@@ -200,7 +200,7 @@ def fit_text(
 
 def text_extent_inches(fig: Figure, artist: Text) -> tuple[float, float]:
     """``(width, height)`` in inches of a text artist as it would be drawn."""
-    ext = artist.get_window_extent(fig.canvas.get_renderer())
+    ext = artist.get_window_extent(fig.canvas.get_renderer())  # type: ignore[attr-defined]  # an Agg canvas
     return ext.width / fig.dpi, ext.height / fig.dpi
 
 
@@ -259,7 +259,7 @@ def _place_text(fig: Figure, text: Text, x: float, y_top: float, ha: str) -> Non
     w, h = fig.get_size_inches()
     text.set_position((x / w, 1.0 - y_top / h))
     text.set_transform(fig.transFigure)
-    text.set_horizontalalignment(ha)
+    text.set_horizontalalignment(ha)  # type: ignore[arg-type]  # left, center or right
     text.set_verticalalignment("top")
 
 
@@ -318,7 +318,7 @@ def panel_grid(
     col_y = y
     if column_titles:
         heights = []
-        for c, name in enumerate(column_titles):
+        for name in column_titles:
             s, size = fit_text(fig, name, cw * px, fontsize, max_lines=3)
             t = make(s, size, "bold")
             texts["column_titles"].append(t)
@@ -380,7 +380,8 @@ def panel_grid(
         _place_text(fig, t, x0, top, "left")
     for t, x, top in caption_pos:
         _place_text(fig, t, x, top, "center")
-    footer = (MARGIN, height - footer_top - footer_inches, width - 2 * MARGIN, footer_inches) if footer_inches > 0 else None
+    footer = ((MARGIN, height - footer_top - footer_inches, width - 2 * MARGIN, footer_inches)
+              if footer_inches > 0 else None)
     return GridFigure(fig, axes, footer, texts)
 
 
@@ -389,7 +390,7 @@ def all_texts(fig: Figure) -> list[Text]:
     texts and titles, and legend texts (axis tick labels are not drawn: axes are off)."""
     found: list[Text] = list(fig.texts)
     for ax in fig.axes:
-        found += list(ax.texts) + [ax.title, ax._left_title, ax._right_title]
+        found += list(ax.texts) + [ax.title, ax._left_title, ax._right_title]  # type: ignore[attr-defined]
         legend = ax.get_legend()
         if legend is not None:
             found += list(legend.get_texts())

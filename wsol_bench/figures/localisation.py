@@ -109,7 +109,8 @@ def place_rank_markers(ax: Axes, guesses: Sequence[Guess], fontsize: float = MAR
     each other (checked on their outer rectangles in display pixels) and stay on the image.
     Call once the axes have their final position."""
     fig = ax.get_figure()
-    renderer = fig.canvas.get_renderer()
+    assert isinstance(fig, Figure)
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]  # an Agg canvas
     area = ax.get_window_extent(renderer)
     pad = MARKER_PAD * fig.dpi / 72.0
     placed: list[Bbox] = []
@@ -124,7 +125,8 @@ def place_rank_markers(ax: Axes, guesses: Sequence[Guess], fontsize: float = MAR
         bx0, bx1 = sorted((bx0, bx1))
         by0, by1 = sorted((by0, by1))  # display y grows upwards
         step_x, step_y = mw + 2, mh + 2
-        candidates = [(bx0 + 1, by1 - mh - 1), (bx1 - mw - 1, by1 - mh - 1), (bx0 + 1, by0 + 1), (bx1 - mw - 1, by0 + 1)]
+        candidates = [(bx0 + 1, by1 - mh - 1), (bx1 - mw - 1, by1 - mh - 1),
+                      (bx0 + 1, by0 + 1), (bx1 - mw - 1, by0 + 1)]
         candidates += [(bx0 + 1 + k * step_x, by1 - mh - 1) for k in range(1, int((bx1 - bx0) // step_x) + 1)]
         candidates += [(bx0 + 1, by1 - mh - 1 - k * step_y) for k in range(1, int((by1 - by0) // step_y) + 1)]
         candidates += [(bx0 + k * step_x, by1 + 1) for k in range(0, int((bx1 - bx0) // step_x) + 1)]  # above the box
@@ -152,7 +154,8 @@ def _fmt(value: float | None, spec: str) -> str:
     return "" if value is None or not np.isfinite(value) else format(value, spec)
 
 
-def _table_rows(ground_truth: Sequence[Box], guesses: Sequence[Guess], names: NameLookup) -> list[tuple[str, list[str]]]:
+def _table_rows(ground_truth: Sequence[Box], guesses: Sequence[Guess],
+                names: NameLookup) -> list[tuple[str, list[str]]]:
     """``(legend entry, [rank, class, score, IoU, verdict])`` per line: ground-truth classes, then guesses."""
     rows = []
     counts: dict[str | None, int] = {}
@@ -163,7 +166,8 @@ def _table_rows(ground_truth: Sequence[Box], guesses: Sequence[Guess], names: Na
         rows.append(("ground truth", ["GT", label, "", "", ""]))
     for rank, g in enumerate(guesses, start=1):
         verdict = {True: "\u2713 correct", False: "\u2717 " + (g.note or "wrong"), None: ""}[g.correct]
-        rows.append((g.kind, [str(rank), class_name(names, g.box.synset), _fmt(g.score, ".2f"), _fmt(g.iou, ".2f"), verdict]))
+        cells = [str(rank), class_name(names, g.box.synset), _fmt(g.score, ".2f"), _fmt(g.iou, ".2f"), verdict]
+        rows.append((g.kind, cells))
     return rows
 
 
@@ -208,8 +212,8 @@ def _draw_footer(fig: Figure, footer: tuple[float, float, float, float], rows: l
     line_y = line_y[len(legend):]
     # table: measured columns; the class column takes what is left and names are cut to it
     cells = [HEADER] + [cells for _, cells in rows]
-    widths = [max(text_size(fig, row[c], fontsize, "bold" if r == 0 else "normal")[0] for r, row in enumerate(cells)) / dpi
-              for c in range(len(HEADER))]
+    widths = [max(text_size(fig, row[c], fontsize, "bold" if r == 0 else "normal")[0]
+                  for r, row in enumerate(cells)) / dpi for c in range(len(HEADER))]
     fixed = swatch + gap + sum(w for c, w in enumerate(widths) if c != 1) + gap * (len(HEADER) - 1)
     widths[1] = max(0.3, min(widths[1], width - fixed))
     xs = [left + swatch + gap]
@@ -270,6 +274,7 @@ def localisation_figure(
     grid = panel_grid([panels], column_titles=column_titles, title=title or None, cell_inches=panel_inches,
                       dpi=dpi, fontsize=fontsize, footer_inches=footer_inches, min_width_inches=MIN_WIDTH)
     fig, ax = grid.figure, grid.axes[0][0]
+    assert ax is not None
     for b in ground_truth:
         draw_box(ax, BoxMark(b, COLOURS["ground truth"], 2.0, BOX_STYLES["ground truth"].linestyle))
     for rank in range(len(guesses), 0, -1):  # the top-1 drawn last, on top

@@ -78,7 +78,8 @@ def paper_figure2(
     align: list[str] = []
     for start in range(0, len(items), columns):
         group = items[start:start + columns]
-        images, maps = [], []
+        images: list[Panel | None] = []
+        maps: list[Panel | None] = []
         for k, item in enumerate(group, start=start):
             image = check_image(item.image, f"item {k}: image")
             _check_map(image, item.saliency, f"item {k}")

@@ -103,7 +103,8 @@ def multiple_iou(box_a: np.ndarray, box_b: np.ndarray) -> np.ndarray:
     return np.where(degenerate, 0.0, ious)
 
 
-def boxes_at_thresholds(scoremap: np.ndarray, thresholds: Sequence[float]) -> list[tuple[np.ndarray, int]]:
+def boxes_at_thresholds(scoremap: np.ndarray,
+                        thresholds: Sequence[float] | np.ndarray) -> list[tuple[np.ndarray, int]]:
     """Per threshold, the boxes of every contour (``(k, 4)`` int64, ``x0, y0, x1, y1``) and the
     position of the largest contour's box among them (``compute_bboxes_from_scoremaps``;
     see the module docstring for the conventions)."""
@@ -128,7 +129,7 @@ def boxes_at_thresholds(scoremap: np.ndarray, thresholds: Sequence[float]) -> li
 
 
 def threshold_hits(
-    scoremap: np.ndarray, gt_boxes: np.ndarray, thresholds: Sequence[float], iou_thresholds: Sequence[int]
+    scoremap: np.ndarray, gt_boxes: np.ndarray, thresholds: Sequence[float] | np.ndarray, iou_thresholds: Sequence[int]
 ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
     """Hit vectors over ``thresholds`` of a 224 x 224 score map in [0, 1] against
     ``gt_boxes`` (``(g, 4)``, the same frame): the largest contour's box at IoU 50

@@ -54,7 +54,7 @@ BLUR_SIGMA = 5.0
 LogitsFn = Callable[[torch.Tensor], torch.Tensor]
 
 
-def check_map(saliency: np.ndarray | torch.Tensor, shape: tuple[int, int] | None = None,
+def check_map(saliency: np.ndarray | torch.Tensor, shape: tuple[int, ...] | None = None,
               what: str = "saliency") -> np.ndarray:
     """``saliency`` as a 2-D float array; ``ValueError`` naming ``what`` for another
     dimensionality, a shape other than ``shape`` (``(H, W)``) or a NaN."""

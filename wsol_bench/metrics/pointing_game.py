@@ -96,7 +96,7 @@ class PointingGame(Evaluator):
         self._hits = self._top1_hits = self._without_state = self._top1_unknown = 0
         self._class_hits: dict[str, list[int]] = {}  # label -> [hits, images]
 
-    def image_state(self, sample: MapSample) -> dict[str, int] | None:
+    def image_state(self, sample: MapSample) -> dict[str, int | None] | None:
         label = sample.annotation.label
         saliency = sample.map_of(label)
         if saliency is None:

@@ -1,14 +1,16 @@
 """Running evaluators: over a run's image results, and over stored score maps.
 
 * :func:`run_evaluators` feeds every evaluator the same results (``start``, ``accumulate``,
-  ``compute``) and merges their figures; a figure's key may come from one metric only (a
-  clash is an error naming both metrics), and a metric that fails is reported as failed
-  with its error while the others' figures are kept.
+  ``compute``) and merges their figures; a key another metric (or the report) already
+  writes is stored under ``<metric>.<key>`` instead, with a warning, never over it; a
+  metric that fails is reported as failed with its error while the others' figures are kept.
 * :func:`metric_states` computes the per-image states of the map-reading evaluators for one
   sample, confining a failing ``image_state`` to its metric (the image's other metrics and
   its boxes are unaffected; the failure is recorded with its reason).
 * :func:`score_maps` scores clovaai/wsolevaluation score maps (a folder of ``<image_id>.npy``
-  files, or arrays) with the map-reading evaluators, through the same protocol as a run.
+  files, or arrays) with the map-reading evaluators, through the same protocol as a run;
+* :func:`score_predictions` scores a prediction table with the devkit's evaluator, with the
+  same rules for missing and unknown images from the CLI and from Python.
 """
 
 from __future__ import annotations
@@ -67,8 +69,8 @@ def run_evaluators(
     reserved: Sequence[str] = (),
 ) -> Evaluation:
     """Every evaluator over ``results`` (the images of ``ground_truth``). ``reserved``: keys
-    the caller writes itself (a metric returning one is an error, as is two metrics
-    returning the same key). A metric raising in ``start``/``accumulate``/``compute`` is
+    the caller writes itself (a metric returning one, or a key of an earlier metric, has it
+    stored as ``<metric>.<key>``). A metric raising in ``start``/``accumulate``/``compute`` is
     recorded in ``failed`` (its figures are missing); the others go on."""
     figures: dict[str, Any] = {}
     owner: dict[str, str] = {key: "the run's report" for key in reserved}
@@ -88,9 +90,10 @@ def run_evaluators(
             log.error("metric %s failed: %s", name, failed[name])
             continue
         clash = sorted(k for k in own if k in owner)
-        if clash:
-            raise ValueError(f"metric {name} returns {', '.join(map(repr, clash))}, already a figure of "
-                             f"{owner[clash[0]]}: rename the metric's keys (e.g. prefix them with its name)")
+        if clash:  # never over another's figure: the later metric's keys get its name in front
+            log.warning("metric %s returns %s, already figures of %s: stored as %s", name, ", ".join(clash),
+                        ", ".join(sorted({owner[k] for k in clash})), ", ".join(f"{name}.{k}" for k in clash))
+            own = {f"{name}.{k}" if k in owner else k: v for k, v in own.items()}
         owner.update({k: name for k in own})
         by_metric[name] = dict(own)
         figures.update(own)
@@ -203,5 +206,60 @@ def _original_size(image_id: str, annotation: ImageAnnotation, given: Mapping[st
     return h, w
 
 
-__all__ = ["Evaluation", "MISSING_POLICIES", "evaluator_name", "metric_states", "run_evaluators", "score_maps"]
 
+
+
+def score_predictions(
+    predictions: pd.DataFrame,
+    ground_truth: Mapping[str, ImageAnnotation],
+    evaluator: Any = None,
+    missing: str = "error",
+    source: str = "predictions",
+    outside: str = "error",
+    option: str = "missing",
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """The devkit's figures (:class:`~wsol_bench.metrics.ilsvrc.IlsvrcLocalisation`, or
+    ``evaluator``) for a long-format prediction table against ``ground_truth``.
+
+    Guesses for images without ground truth: ``outside="error"`` (an error naming them) or
+    ``"warn"`` (left out with a warning: the CLI's evaluated set may be a selection).
+    Evaluated images without any guess, by ``missing``: ``"error"`` (default: an error
+    giving their number and first ids), ``"wrong"`` (each counts as an error, the devkit's
+    rule) or ``"skip"`` (only the predicted images are scored). ``option`` names the
+    setting in messages (``evaluate.missing`` on the command line). The figures come with
+    ``n_missing``, ``missing`` and ``n_scored``; a table without any box has its
+    localisation figures null (``labels_only``).
+    """
+    from wsol_bench.data.predictions import BOX_COLUMNS
+    from wsol_bench.metrics.ilsvrc import IlsvrcLocalisation
+    from wsol_bench.reports.metrics_file import without_localisation
+
+    if missing not in MISSING_POLICIES:
+        raise ValueError(f"{option}={missing!r}: must be one of {', '.join(MISSING_POLICIES)}")
+    evaluator = evaluator or IlsvrcLocalisation()
+    unknown = predictions.loc[~predictions["image_id"].isin(ground_truth), "image_id"].unique().tolist()
+    if unknown:
+        what = (f"{source}: guesses for {len(unknown)} images without ground truth (first: "
+                f"{', '.join(map(str, unknown[:5]))})")
+        if outside == "error":
+            raise ValueError(what + "; give their ground truth or leave them out")
+        log.warning("%s; they are not scored", what)
+        predictions = predictions[predictions["image_id"].isin(ground_truth)]
+    predicted = set(predictions["image_id"])
+    absent = [i for i in ground_truth if i not in predicted]
+    if absent and missing == "error":
+        raise ValueError(
+            f"{source}: {len(absent)} of the {len(ground_truth)} evaluated images have no guess (first: "
+            f"{', '.join(absent[:5])}); set {option}=wrong to count them as errors (the devkit's rule) or "
+            f"{option}=skip to score only the predicted images")
+    truth = {i: g for i, g in ground_truth.items() if i in predicted} if missing == "skip" else ground_truth
+    evaluator.start(truth)
+    per_image = evaluator.accumulate_table(predictions, [i for i in truth if i in predicted])
+    figures = evaluator.compute()
+    if len(predictions) and bool(predictions[BOX_COLUMNS].isna().all().all()):
+        figures = without_localisation(figures)
+    return {**figures, "n_missing": len(absent), "missing": missing, "n_scored": len(truth)}, per_image
+
+
+__all__ = ["Evaluation", "MISSING_POLICIES", "evaluator_name", "metric_states", "run_evaluators", "score_maps",
+           "score_predictions"]

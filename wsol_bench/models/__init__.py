@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from wsol_bench.models.weights import (  # noqa: F401  (re-exported)
+from wsol_bench.models.weights import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     file_weights_id,

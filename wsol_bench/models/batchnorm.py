@@ -140,8 +140,9 @@ def fold_module(module: nn.Module, example: torch.Tensor) -> tuple[nn.Module, in
     with torch.no_grad():
         for conv_name, bn_name in pairs:
             conv, bn = folded.get_submodule(conv_name), folded.get_submodule(bn_name)
-            _set_submodule(folded, conv_name, fuse_conv_bn_eval(conv, bn))
-            _set_submodule(folded, bn_name, FoldedNormAct(bn.drop, bn.act) if _is_norm_act(bn) else nn.Identity())
+            _set_submodule(folded, conv_name, fuse_conv_bn_eval(conv, bn))  # type: ignore[type-var, arg-type]
+            _set_submodule(folded, bn_name, FoldedNormAct(bn.drop, bn.act)  # type: ignore[arg-type]
+                           if _is_norm_act(bn) else nn.Identity())
     return folded.eval(), len(pairs)
 
 

@@ -11,6 +11,8 @@ layer: ``model.target_layer``, else found automatically.
 from __future__ import annotations
 
 import inspect
+import logging
+from collections.abc import Callable
 
 import torch
 
@@ -25,12 +27,14 @@ from wsol_bench.models.weights import (
 )
 from wsol_bench.registry import Registry
 
+log = logging.getLogger(__name__)
+
 
 def build(spec: ModelSpec) -> Classifier:
     """The factory's module on the CPU, in eval mode."""
     if not spec.factory:
         raise ValueError("model=custom needs model.factory=package.module:function")
-    factory = Registry("model.factory", {}).get(spec.factory)
+    factory: Callable[..., torch.nn.Module] = Registry("model.factory", {}).get(spec.factory)
     takes_classes = "num_classes" in inspect.signature(factory).parameters
     with seeded(spec.seed):
         module = factory(num_classes=spec.num_classes) if takes_classes else factory()
@@ -40,5 +44,9 @@ def build(spec: ModelSpec) -> Classifier:
         load_weights_into(module, spec.weights, spec.factory)
         weights_id = file_weights_id(spec.weights)
     else:
+        if spec.weights is None:
+            log.warning("model=custom without model.weights: %s keeps the weights its factory gave it (random "
+                        "unless the factory loads some); set model.weights=PATH, or model.weights=random to say so",
+                        spec.factory)
         weights_id = state_digest(module)
     return Classifier(module.eval(), IMAGENET_MEAN, IMAGENET_STD, f"custom:{spec.factory}", weights_id, None)

@@ -109,7 +109,8 @@ def build(spec: ModelSpec) -> Classifier:
         weights_id = random_weights_id(spec.seed)
     else:
         if spec.weights is None and spec.num_classes != 1000:
-            raise ValueError(f"{spec.name}'s ImageNet weights have 1000 classes, not model.num_classes={spec.num_classes}")
+            raise ValueError(f"{spec.name}'s ImageNet weights have 1000 classes, "
+                             f"not model.num_classes={spec.num_classes}")
         path = default_weights_path(spec.name) if spec.weights is None else Path(spec.weights)
         state = convert_state_dict(load_state_dict_file(path), module, spec.name)
         module.load_state_dict(state, strict=True)

@@ -101,8 +101,8 @@ def _call_order(module: nn.Module, candidates: list[tuple[str, nn.Module]], exam
 def _device_dtype(module: nn.Module) -> tuple[torch.device, torch.dtype]:
     for t in module.parameters():
         return t.device, t.dtype
-    for t in module.buffers():
-        return t.device, t.dtype if t.is_floating_point() else torch.float32
+    for b in module.buffers():
+        return b.device, b.dtype if b.is_floating_point() else torch.float32
     return torch.device("cpu"), torch.float32
 
 

@@ -89,4 +89,4 @@ def build(spec: ModelSpec) -> Classifier:
         else:
             load_weights_into(module, path, spec.arch)
             weights_id = file_weights_id(path)
-    return Classifier(module.eval(), mean, std, f"timm:{spec.arch}", weights_id, None)  # type: ignore[arg-type]
+    return Classifier(module.eval(), mean, std, f"timm:{spec.arch}", weights_id, None)

@@ -91,7 +91,7 @@ def packaged_weights_path(arch: str) -> Path | None:
         return None
     name = hub_weights_path(arch).name
     listed = [f for f in dist.files or () if f.name == name]
-    path = Path(dist.locate_file(listed[0])) if listed else None
+    path = Path(str(dist.locate_file(listed[0]))) if listed else None
     if path is None or not path.is_file():
         raise FileNotFoundError(
             f"{arch}: the weights file {name} of the installed package '{package}' is missing "

@@ -120,6 +120,8 @@ def image_outputs(
     in a segmentation worker; a failure to write the score map is the run's error
     (:class:`~wsol_bench.files.OutputError`), never the image's."""
     start = time.perf_counter()
+    if sample.image is None:
+        raise ValueError(f"{sample.image_id}: no image to localise in")
     located = localise_image(extractor, sample.image, sample.maps, sample.original_size)
     states, failures = metric_states([e for e in evaluators if e.needs_maps and not e.needs_model], sample)
     if scoremaps_dir is not None:
@@ -194,9 +196,11 @@ class _Run:
         """Saliency for the readable images of a batch, the states of the metrics that need the
         model, then hand segmentation to the executor."""
         data, pipe = self.data, self.pipeline
-        mismatched = {im.index: _size_mismatch(im, data.ground_truth[im.image_id])
-                      for im in images if im.error is None}
-        mismatched = {k: v for k, v in mismatched.items() if v}
+        mismatched: dict[int, str] = {}
+        for im in images:
+            reason = _size_mismatch(im, data.ground_truth[im.image_id]) if im.error is None else None
+            if reason:
+                mismatched[im.index] = reason
         ok = [im for im in images if im.error is None and im.index not in mismatched]
         gt_classes = {im.index: data.synsets.index(data.ground_truth[im.image_id].label) for im in ok}
         start = time.perf_counter()
@@ -207,14 +211,14 @@ class _Run:
             hit = None
             if self.cache:
                 hit = self.cache.get(im.image_id, im.content_sha256, [gt_classes[im.index]],
-                                     im.resized.shape[:2], pipe.crops.top_k)
+                                     _resized(im).shape[:2], pipe.crops.top_k)
             if hit is None:
                 todo.append(im)
             else:
                 results[im.index] = hit
         if todo:
             try:
-                computed = image_saliency(pipe.method, pipe.classifier, [im.resized for im in todo], pipe.crops,
+                computed = image_saliency(pipe.method, pipe.classifier, [_resized(im) for im in todo], pipe.crops,
                                           extra_classes=[[gt_classes[im.index]] for im in todo],
                                           num_classes=len(data.synsets))
             except (ModelOutputError, SaliencyContractError):
@@ -242,7 +246,7 @@ class _Run:
                 continue
             res = results[im.index]
             sample = MapSample(im.image_id, data.ground_truth[im.image_id], im.original_size,
-                               [data.synsets.wnid(int(c)) for c in res.classes], res.maps, im.resized,
+                               [data.synsets.wnid(int(c)) for c in res.classes], res.maps, _resized(im),
                                classes=[int(c) for c in res.classes])
             model_states, metric_seconds[im.index] = model_metric_states(model_metrics,
                                                                           replace(sample, classifier=pipe.classifier))
@@ -288,6 +292,13 @@ class _Run:
         write_part(self.records_dir, p.batch_no, records)
         if self.on_batch is not None:
             self.on_batch(records, kept)
+
+
+def _resized(im: LoadedImage) -> np.ndarray:
+    """The decoded image in the maps' frame (a readable image has one)."""
+    if im.resized is None:
+        raise ValueError(f"{im.image_id}: not decoded ({im.error})")
+    return im.resized
 
 
 def _size_mismatch(im: LoadedImage, annotation: ImageAnnotation) -> str | None:

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from wsol_bench.data.scoremaps import write_metadata
+from wsol_bench.data.scoremaps import scoremap_path, write_metadata
 from wsol_bench.data.sources import DatasetSpec, EvaluationSet
 from wsol_bench.distributed import (
     DistInfo,
@@ -88,6 +88,7 @@ class LocalisationPlan:
     evaluators: tuple[Evaluator, ...]
     engine: EngineSettings = EngineSettings()
     run: RunSettings = RunSettings()
+    classifier: Classifier | None = field(default=None, compare=False)  # a built one (Python API): not ``model``
 
     def saliency_classifier(self) -> Classifier:
         """Load the classifier as the run's saliency sees it: BatchNorm-folded when
@@ -95,8 +96,12 @@ class LocalisationPlan:
         from wsol_bench.models import build_classifier
         from wsol_bench.models.batchnorm import fold_batchnorm
 
-        classifier = build_classifier(self.model)
+        classifier = self.classifier or build_classifier(self.model)
         return fold_batchnorm(classifier) if self.engine.fold_batchnorm else classifier
+
+    def device(self) -> torch.device:
+        """Where the classifier runs (a built classifier's own device)."""
+        return self.classifier.device if self.classifier is not None else resolve_device(self.model.device)
 
     def identity(self, data: EvaluationSet) -> dict[str, Any]:
         """What a record of this run depends on (the manifest a resume is checked against):
@@ -104,7 +109,8 @@ class LocalisationPlan:
         batching, score-map export."""
         return {
             "data": {**data.identity, "image_stats_sha256": image_stats_digest(data)},
-            "model": {**params_dict(self.model), "fold_batchnorm": self.engine.fold_batchnorm},
+            "model": {**(self.classifier.identity if self.classifier else params_dict(self.model)),
+                      "fold_batchnorm": self.engine.fold_batchnorm},
             "saliency": part_identity(self.method),
             "tta": params_dict(self.crops),
             "segmentation": part_identity(self.extractor),
@@ -166,7 +172,10 @@ def run_localisation(plan: LocalisationPlan, data: EvaluationSet, out_dir: str |
     ``on_prepared()`` is called once the folder is locked and accepted, before any rank
     starts (the CLI writes Hydra's files then); ``log_file``: where started ranks log too."""
     out = Path(out_dir)
-    device = resolve_device(plan.model.device)
+    if plan.run.save_maps:  # ids that cannot name a score map or a metadata line: refused before anything runs
+        for image_id in data.image_ids:
+            scoremap_path(out / SCOREMAPS_DIR, image_id)
+    device = plan.device()
     batch_sizes = [len(b) for b in global_batches(len(data.image_ids), plan.engine.batch_images)]
     if already_a_rank():  # torchrun started the ranks: rank 0 prepares the folder inside the group
         return rank_main(RankJob(plan, data, str(out), True, batch_sizes, on_prepared)) or {}
@@ -182,14 +191,13 @@ def run_localisation(plan: LocalisationPlan, data: EvaluationSet, out_dir: str |
         prepare_records_dir(out / "records", plan.identity(data), plan.run.resume)
         if on_prepared is not None:
             on_prepared()
-        with RunProgress(out / "records", batch_sizes, plan.run.progress) as progress:
+        with RunProgress(out / "records", batch_sizes, plan.run.progress):
             if world == 1:
                 rank_main(job)
             else:
                 threads = max(1, usable_cores() // world) if device.type == "cpu" else 1
                 log.info("run.processes: %d ranks, %d torch thread(s) each", world, threads)
-                run_ranks(rank_main, (job,), world, threads, on_wait=progress.poll,
-                          log_file=str(log_file) if log_file else None)
+                run_ranks(rank_main, (job,), world, threads, log_file=str(log_file) if log_file else None)
     return json.loads((out / "metrics.json").read_text(encoding="utf-8"))
 
 
@@ -204,7 +212,7 @@ def picklable(obj: object) -> bool:
 def rank_main(job: RankJob) -> dict[str, Any] | None:
     """One rank: join the group, load the classifier, process this rank's batches; rank 0
     then merges and writes the reports (returns ``metrics.json``'s contents)."""
-    device = resolve_device(job.plan.model.device)
+    device = job.plan.device()
     info = init_distributed(device)
     if job.prepare_here and info.distributed and device.type == "cpu":  # torchrun's ranks share the cores
         torch.set_num_threads(max(1, usable_cores() // info.world_size))
@@ -265,9 +273,9 @@ def _localise(job: RankJob, info: DistInfo, out: Path) -> dict[str, Any] | None:
 
         write_run_figures(out / "figures", records, data, plan.extractor, maps_of, plan.crops.resize, plan.run.figures)
     result = write_localisation_report(out, records, data, plan.evaluators, description)
-    print((out / "report.md").read_text())
     log.info("reports written to %s", out)
     return result
 
 
-__all__ = ["LocalisationPlan", "RankJob", "SALIENCY_NAMESPACE", "SCOREMAPS_DIR", "data_label", "rank_main", "run_localisation"]
+__all__ = ["LocalisationPlan", "RankJob", "SALIENCY_NAMESPACE", "SCOREMAPS_DIR", "data_label", "rank_main",
+           "run_localisation"]

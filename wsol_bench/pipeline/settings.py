@@ -27,7 +27,7 @@ class EngineSettings:
     """The ``engine`` section: batching, workers, the saliency cache, the model copy."""
 
     batch_images: int = 1  # images per saliency call: the unit of sharding and resume (1 is fastest on a CPU)
-    segmentation_workers: int | Auto = "auto"  # processes segmenting beside saliency; auto: 0 on a CPU, free cores on a GPU
+    segmentation_workers: int | Auto = "auto"  # processes segmenting beside saliency; auto: 0 (CPU), free cores (GPU)
     loader_workers: int | Auto = "auto"  # processes decoding images per rank; auto: 0 on a CPU, 2 on a GPU
     cache: bool = True  # keep saliency results on disk, keyed by model, method, parameters, crops, image bytes
     cache_dir: str = "outputs/.saliency_cache"

@@ -110,7 +110,8 @@ def maxboxacc_artifacts(ev: Evaluator, f: Figures, out_dir: Path) -> None:
     from wsol_bench.metrics.maxboxacc import _threshold, cam_thresholds
 
     thresholds = [_threshold(t) for t in cam_thresholds(f["maxboxacc_cam_curve_interval"])]
-    curves = {"maxboxacc": f["maxboxacc_curve"], **{f"all_boxes_iou{k}": v for k, v in f["maxboxacc_v2_curves"].items()}}
+    curves = {"maxboxacc": f["maxboxacc_curve"],
+              **{f"all_boxes_iou{k}": v for k, v in f["maxboxacc_v2_curves"].items()}}
     with open(out_dir / "maxboxacc_curve.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["threshold", *curves])
@@ -143,7 +144,8 @@ def pointing_game_lines(_ev: Evaluator, f: Figures) -> list[str]:
     ]
     if f.get("pointing_game_top1") is not None:
         tlo, thi = f["pointing_game_top1_ci95"]
-        lines.append(f"| top-1 class (a miss if it has no box) | {f['pointing_game_top1']:.4f} [{tlo:.4f}, {thi:.4f}] |")
+        lines.append(f"| top-1 class (a miss if it has no box) | {f['pointing_game_top1']:.4f} "
+                     f"[{tlo:.4f}, {thi:.4f}] |")
     return lines
 
 
@@ -210,7 +212,8 @@ def road_columns(_ev: Evaluator, f: Figures) -> dict[str, Any]:
 
 SECTIONS: dict[str, Section] = {
     "ilsvrc": Section(ilsvrc_lines, ilsvrc_columns),
-    "maxboxacc": Section(maxboxacc_lines, lambda _ev, f: {"maxboxacc": f["maxboxacc"], "maxboxacc_v2": f["maxboxacc_v2"]},
+    "maxboxacc": Section(maxboxacc_lines,
+                         lambda _ev, f: {"maxboxacc": f["maxboxacc"], "maxboxacc_v2": f["maxboxacc_v2"]},
                          maxboxacc_artifacts),
     "pointing_game": Section(pointing_game_lines,
                              lambda _ev, f: {"pointing_game": f["pointing_game"],

@@ -158,7 +158,7 @@ def collect_sweep(sources: str | Path | Sequence[str | Path]) -> pd.DataFrame:
     saying so, never dropped.
     """
     many = not isinstance(sources, (str, Path))
-    folders = [Path(s) for s in sources] if many else [Path(sources)]
+    folders = [Path(sources)] if isinstance(sources, (str, Path)) else [Path(s) for s in sources]
     jobs = [job for folder in folders for job in run_folders(folder)]
     if not jobs:
         raise FileNotFoundError(f"{', '.join(map(str, folders))}: no Hydra run folders (*/.hydra/)")

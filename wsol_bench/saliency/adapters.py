@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from wsol_bench.models import Classifier
-from wsol_bench.registry import make_params
+from wsol_bench.registry import NOT_A_PARAMETER, make_params
 from wsol_bench.saliency.backprop import upsample
 from wsol_bench.saliency.base import (
     SaliencyContractError,
@@ -66,7 +66,7 @@ def _named(obj: object) -> bool:
     return (inspect.isclass(obj) or inspect.isfunction(obj)) and "<" not in getattr(obj, "__qualname__", "<")
 
 
-def crop_maps(output: object, n: int, size: tuple[int, int], source: str) -> torch.Tensor:
+def crop_maps(output: object, n: int, size: tuple[int, ...], source: str) -> torch.Tensor:
     """``(n, *size)`` float32 maps from what an attribution returned (see the module docstring)."""
     if isinstance(output, (tuple, list)) and len(output) == 1:
         output = output[0]  # captum returns a tuple for tuple inputs
@@ -116,7 +116,8 @@ class CallableMethod(TargetwiseMethod):
     """``function(model, inputs, target) -> maps`` (see the module docstring)."""
 
     function: str  # the function's import path (its identity)
-    fn: Callable[..., Any] = field(default=lambda *a: None, compare=False, repr=False, init=True, kw_only=True)
+    fn: Callable[..., Any] = field(default=lambda *a: None, compare=False, repr=False, kw_only=True,
+                                   metadata=NOT_A_PARAMETER)
 
     name: ClassVar[str] = "callable"
     cost: ClassVar[tuple[str, str]] = ("the function's", "the function's")
@@ -153,7 +154,7 @@ class CaptumMethod(TargetwiseMethod):
 
     attribution: str  # import path of the class (its identity, with the parameters)
     params: Mapping[str, Any] = field(default_factory=dict)
-    obj: Any = field(default=None, compare=False, repr=False, kw_only=True)
+    obj: Any = field(default=None, compare=False, repr=False, kw_only=True, metadata=NOT_A_PARAMETER)
 
     name: ClassVar[str] = "captum"
     cost: ClassVar[tuple[str, str]] = ("captum's", "captum's")
@@ -165,12 +166,13 @@ class CaptumMethod(TargetwiseMethod):
     def attribute(self, classifier: Classifier, crops: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         import captum.attr
 
-        obj = self.obj
-        if inspect.isclass(obj):
-            if issubclass(obj, captum.attr.LayerAttribution):
-                obj = obj(classifier.module, classifier.feature_module(crops.shape[-1])[1])
+        obj: Any = self.obj
+        if inspect.isclass(self.obj):
+            cls: Any = self.obj
+            if issubclass(cls, captum.attr.LayerAttribution):
+                obj = cls(classifier.module, classifier.feature_module(crops.shape[-1])[1])
             else:
-                obj = obj(classifier.module)
+                obj = cls(classifier.module)
         inputs = classifier.normalise(crops.detach()).requires_grad_(True)
         with torch.enable_grad():
             output = obj.attribute(inputs, target=targets.to(inputs.device), **dict(self.params))
@@ -185,7 +187,7 @@ class GradCamLibraryMethod(TargetwiseMethod):
 
     cam: str  # import path of the class (its identity, with the parameters)
     params: Mapping[str, Any] = field(default_factory=dict)
-    obj: Any = field(default=None, compare=False, repr=False, kw_only=True)
+    obj: Any = field(default=None, compare=False, repr=False, kw_only=True, metadata=NOT_A_PARAMETER)
 
     name: ClassVar[str] = "pytorch_grad_cam"
     cost: ClassVar[tuple[str, str]] = ("the library's", "the library's")
@@ -197,10 +199,11 @@ class GradCamLibraryMethod(TargetwiseMethod):
     def attribute(self, classifier: Classifier, crops: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-        cam = self.obj
-        if inspect.isclass(cam):
+        cam: Any = self.obj
+        if inspect.isclass(self.obj):
+            cls: Any = self.obj
             layer = classifier.feature_module(crops.shape[-1])[1]
-            cam = cam(model=classifier.module, target_layers=[layer], **dict(self.params))
+            cam = cls(model=classifier.module, target_layers=[layer], **dict(self.params))
         inputs = classifier.normalise(crops.detach())
         with torch.enable_grad():
             output = cam(input_tensor=inputs, targets=[ClassifierOutputTarget(int(t)) for t in targets])

@@ -3,14 +3,14 @@
 ``targets`` here is ``(K, N)`` int64: ``targets[k, n]`` the class of rank ``k`` for crop
 ``n``, ``-1`` where crop ``n`` needs no map of rank ``k``. One forward pass builds the graph
 (:class:`BackwardStep`); each rank then costs one backward pass through it (captum's
-attributions recompute the forward pass for every target). Gradients flow only to the tensor asked for: parameters' ``.grad`` is never
-touched.
+attributions recompute the forward pass for every target). Gradients flow only to the tensor
+asked for: parameters' ``.grad`` is never touched.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -70,7 +70,7 @@ class BackwardStep(SaliencyStep):
     graph_logits: torch.Tensor
     wrt: torch.Tensor
     to_map: Callable[[torch.Tensor], torch.Tensor]
-    size: tuple[int, int]
+    size: tuple[int, ...]
     logits: torch.Tensor = field(init=False)
 
     def __post_init__(self) -> None:
@@ -90,7 +90,7 @@ def backward_step(
     classifier: Classifier,
     forward: Callable[[], tuple[torch.Tensor, torch.Tensor]],
     to_map: Callable[[torch.Tensor], torch.Tensor],
-    size: tuple[int, int],
+    size: tuple[int, ...],
 ) -> BackwardStep:
     """``forward()`` -> ``(logits, wrt)`` under gradients, checked, as a :class:`BackwardStep`."""
     with torch.enable_grad():
@@ -100,7 +100,7 @@ def backward_step(
 
 
 @contextmanager
-def captured_outputs(modules: list[torch.nn.Module]) -> Iterator[dict[torch.nn.Module, torch.Tensor]]:
+def captured_outputs(modules: Sequence[torch.nn.Module]) -> Iterator[dict[torch.nn.Module, torch.Tensor]]:
     """While active, ``found[m]`` is the output of the last call of module ``m`` made in this
     thread (calls from other threads are ignored), in call order: the last key is the module
     called last. The hooks are removed on exit."""
@@ -120,7 +120,7 @@ def captured_outputs(modules: list[torch.nn.Module]) -> Iterator[dict[torch.nn.M
             h.remove()
 
 
-def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def upsample(maps: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
     """``(N, h', w')`` -> ``(N, *size)``: bilinear, ``align_corners=False`` (as captum's
     ``LayerAttribution.interpolate`` and OpenCV's ``INTER_LINEAR``)."""
     return torch.nn.functional.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]

@@ -63,19 +63,23 @@ class SaliencyMethod:
 @dataclass
 class PerRankStep(SaliencyStep):
     """A step whose maps come from ``attribute(crops, targets)`` once per class rank, for the
-    crops that need that rank (all of them in one call)."""
+    crops that need that rank (all of them in one call), each call's maps checked
+    (:func:`checked_maps`, naming ``method``)."""
 
     logits: torch.Tensor
     crops: torch.Tensor
     attribute: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    method: object = None
 
     def maps(self, targets: torch.Tensor) -> torch.Tensor:
         targets = targets.to(self.crops.device)
-        out = torch.zeros((targets.shape[0], *self.crops.shape[:1], *self.crops.shape[2:]), dtype=torch.float32)
+        size = tuple(self.crops.shape[2:])
+        out = torch.zeros((targets.shape[0], self.crops.shape[0], *size), dtype=torch.float32)
         for k in range(targets.shape[0]):
             rows = torch.nonzero(targets[k] >= 0).flatten()
             if len(rows):
-                out[k, rows.cpu()] = self.attribute(self.crops[rows], targets[k, rows]).float().cpu()
+                maps = self.attribute(self.crops[rows], targets[k, rows])
+                out[k, rows.cpu()] = checked_maps(self.method, maps, (len(rows), *size))
         return out
 
 
@@ -94,7 +98,7 @@ class TargetwiseMethod(SaliencyMethod):
         from wsol_bench.saliency.backprop import clean_scores
 
         return PerRankStep(clean_scores(classifier, crops), crops.detach(),
-                           lambda c, t: self.attribute(classifier, c, t))
+                           lambda c, t: self.attribute(classifier, c, t), self)
 
 
 def method_name(method: object) -> str:
@@ -118,7 +122,7 @@ def checked_maps(method: object, maps: object, shape: tuple[int, ...]) -> torch.
     what it returned and what is expected. Non-finite values are left to the caller (an
     image's failure, not the method's)."""
     name = method_name(method)
-    expected = "(K, N, h, w) = " + str(tuple(shape))
+    expected = ("(K, N, h, w) = " if len(shape) == 4 else "(N, h, w) = ") + str(tuple(shape))
     if isinstance(maps, np.ndarray):
         maps = torch.from_numpy(maps)
     if not isinstance(maps, torch.Tensor):

@@ -91,7 +91,7 @@ class CamStep(SaliencyStep):
     logits: torch.Tensor
     activations: torch.Tensor
     weight: torch.Tensor
-    size: tuple[int, int]
+    size: tuple[int, ...]
 
     def maps(self, targets: torch.Tensor) -> torch.Tensor:
         targets = targets.to(self.activations.device)

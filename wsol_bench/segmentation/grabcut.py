@@ -83,8 +83,8 @@ class GrabCut(SeededExtractor):
     def localise(self, prepared: GrabCutPrepared, saliency: np.ndarray) -> Localisation:
         """Box of the object in ``saliency`` (``(H, W)``, the prepared image's frame)."""
         sal, reason = working_map(saliency, prepared.input_size, prepared.work_size, self.smooth_sigma)
-        if reason is not None:
-            return fallback_localisation(prepared.input_size, reason)
+        if reason is not None or sal is None:
+            return fallback_localisation(prepared.input_size, reason or "nan_map")
         mask = self.initial_mask(sal)
         is_fg = (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
         n_fg = int(is_fg.sum())
@@ -93,7 +93,8 @@ class GrabCut(SeededExtractor):
         bgd_model = np.zeros((1, 65), np.float64)
         fgd_model = np.zeros((1, 65), np.float64)
         cv2.setRNGSeed(int(self.seed))
-        mask, _, _ = cv2.grabCut(prepared.bgr, mask, None, bgd_model, fgd_model,
+        # the stubs want a rect; OpenCV takes None with GC_INIT_WITH_MASK
+        mask, _, _ = cv2.grabCut(prepared.bgr, mask, None, bgd_model, fgd_model,  # type: ignore[call-overload]
                                  int(self.iterations), cv2.GC_INIT_WITH_MASK)
         foreground = (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
         return mask_localisation(foreground, prepared.input_size, self.keep_components)

@@ -27,9 +27,9 @@ Per class map (in the working frame, see :mod:`~wsol_bench.segmentation.componen
 The image-only terms (colours, beta, the grid graph with its pairwise edges) are built once
 in :meth:`GraphCut.prepare`; each ``localise`` copies that graph and adds the
 terminal edges. Choices the paper leaves open and this module fixes: 8-neighbourhood,
-``pairwise_weight`` (gamma, 50 as in GrabCut), the covariance floor (:data:`~wsol_bench.segmentation.mixtures.REG_COVAR`), and
-the EM budget (``em_max_iter``, ``em_tol``), chosen for speed. Time per class is
-dominated by the max-flow itself (about 70% at a 256 x 384 frame); see
+``pairwise_weight`` (gamma, 50 as in GrabCut), the covariance floor
+(:data:`~wsol_bench.segmentation.mixtures.REG_COVAR`), and the EM budget (``em_max_iter``,
+``em_tol``), chosen for speed. Time per class is dominated by the max-flow itself (about 70% at a 256 x 384 frame); see
 ``bench/segmentation.py`` and ``segmentation.max_side`` to trade resolution for speed.
 """
 
@@ -115,7 +115,7 @@ class GraphCutPrepared:
     work_size: Size
     colours: np.ndarray
     features: np.ndarray
-    graph: "maxflow.GraphFloat"
+    graph: maxflow.GraphFloat
     nodes: np.ndarray
     beta: float
     hard_cap: float
@@ -182,8 +182,8 @@ class GraphCut(SeededExtractor):
     def localise(self, prepared: GraphCutPrepared, saliency: np.ndarray) -> Localisation:
         """Box of the object in ``saliency`` (``(H, W)``, the prepared image's frame)."""
         sal, reason = working_map(saliency, prepared.input_size, prepared.work_size, self.smooth_sigma)
-        if reason is not None:
-            return fallback_localisation(prepared.input_size, reason)
+        if reason is not None or sal is None:
+            return fallback_localisation(prepared.input_size, reason or "nan_map")
         fg, bg = seed_masks(sal, self.fg_quantile, self.bg_quantile)
         if min(int(fg.sum()), int(bg.sum())) < self.gmm_components:
             return fallback_localisation(prepared.input_size, TOO_FEW_SEEDS)

@@ -56,9 +56,9 @@ class Threshold(MapExtractor):
     def localise(self, prepared: ThresholdPrepared, saliency: np.ndarray) -> Localisation:
         """Box of the kept region of ``saliency`` above ``threshold`` times its maximum."""
         sal, reason = working_map(saliency, prepared.input_size, prepared.work_size, self.smooth_sigma)
-        if reason is not None:
-            return fallback_localisation(prepared.input_size, reason)
+        if reason is not None or sal is None:
+            return fallback_localisation(prepared.input_size, reason or "nan_map")
         top = float(sal.max())
         if top <= 0:
             return fallback_localisation(prepared.input_size, NONPOSITIVE_MAP)
-        return mask_localisation(sal > self.threshold * top, prepared.input_size, self.keep_components)
+        return mask_localisation(np.asarray(sal > self.threshold * top), prepared.input_size, self.keep_components)

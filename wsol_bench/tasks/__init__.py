@@ -59,5 +59,5 @@ def write_hydra_files(out: Path, cfg: DictConfig, resume: bool = False) -> Path 
     folder = out / name
     _save_config(cfg, "config.yaml", folder)
     _save_config(OmegaConf.create({"hydra": OmegaConf.to_container(hydra_cfg)}), "hydra.yaml", folder)
-    _save_config(OmegaConf.create(list(hydra_cfg.overrides.task)), "overrides.yaml", folder)
+    _save_config(OmegaConf.create(list(hydra_cfg.overrides.task)), "overrides.yaml", folder)  # type: ignore[arg-type]
     return folder

@@ -22,16 +22,15 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from wsol_bench.data.predictions import (
-    BOX_COLUMNS,
     read_devkit_predictions,
     read_predictions_csv,
 )
 from wsol_bench.data.sources import EvaluationSet, load_evaluation_set
 from wsol_bench.files import atomic_write
 from wsol_bench.metrics.ilsvrc import IlsvrcLocalisation
-from wsol_bench.metrics.scoring import score_maps
+from wsol_bench.metrics.scoring import score_maps, score_predictions
 from wsol_bench.reports.localisation_report import json_text
-from wsol_bench.reports.metrics_file import format_metrics, without_localisation
+from wsol_bench.reports.metrics_file import format_metrics
 from wsol_bench.tasks import run_dir
 from wsol_bench.tasks.factory import dataset_spec, evaluators_from, section
 
@@ -58,42 +57,24 @@ def run(cfg: DictConfig) -> float:
     data = load_evaluation_set(spec, need_images=bool(spec.images or spec.root))
     check_image_sizes(data)
     if ev["format"] == "csv":
-        predictions = read_predictions_csv(ev["predictions"])
-        outside = ~predictions["image_id"].isin(data.ground_truth)
-        if outside.any():
-            log.warning("%s: %d guesses are for %d images outside the evaluated set; they are not scored",
-                        ev["predictions"], int(outside.sum()), predictions.loc[outside, "image_id"].nunique())
-            predictions = predictions[~outside]
+        predictions = read_predictions_csv(ev["predictions"], synsets=data.synsets)
     else:
         if data.devkit_meta is None:
             raise ValueError("evaluate.format=devkit needs dataset.devkit_meta=meta.mat to map ILSVRC2012_IDs")
         predictions = read_devkit_predictions(ev["predictions"], data.image_ids, data.devkit_meta,
                                               with_boxes=ev["format"] == "devkit")
-    labels_only = len(predictions) > 0 and bool(predictions[BOX_COLUMNS].isna().all().all())
-    predicted = set(predictions["image_id"])
-    missing = [i for i in data.image_ids if i not in predicted]
-    ground_truth = data.ground_truth
-    if missing and ev["missing"] == "error":
-        raise ValueError(
-            f"{ev['predictions']}: {len(missing)} of the {len(data.image_ids)} evaluated images have no guess "
-            f"(first: {', '.join(missing[:5])}); set evaluate.missing=wrong to count them as errors (the devkit's "
-            "rule) or evaluate.missing=skip to score only the predicted images")
-    if ev["missing"] == "skip":
-        ground_truth = {i: g for i, g in data.ground_truth.items() if i in predicted}
-    evaluator.start(ground_truth)
-    per_image = evaluator.accumulate_table(predictions, [i for i in ground_truth if i in predicted])
-    summary = evaluator.compute()
-    if labels_only:
-        summary = without_localisation(summary)
-    summary = {**summary, "n_missing": len(missing), "missing": ev["missing"],
-               "n_scored": len(ground_truth), "predictions": str(ev["predictions"]), "ground_truth": data.source}
+    summary, per_image = score_predictions(predictions, data.ground_truth, evaluator, ev["missing"],
+                                           str(ev["predictions"]), outside="warn", option="evaluate.missing")
+    labels_only = bool(summary.get("labels_only"))
+    missing = summary["n_missing"]
+    summary = {**summary, "predictions": str(ev["predictions"]), "ground_truth": data.source}
     out = run_dir()
     per_image.to_csv(out / "per_image.csv", index=False)
     atomic_write(out / "metrics.json", json.dumps(summary, indent=2) + "\n", fsync=False)
     print(format_metrics(summary, prediction_format=ev["format"]))
     if ev["missing"] == "skip" and missing:
-        print(f"evaluate.missing=skip: {len(missing)} images without a guess were left out; "
-              f"scored {len(ground_truth)} of {len(data.image_ids)}")
+        print(f"evaluate.missing=skip: {missing} images without a guess were left out; "
+              f"scored {summary['n_scored']} of {len(data.image_ids)}")
     return summary["cls_error_at_k" if labels_only else "loc_error_at_k"][-1]
 
 

@@ -27,6 +27,7 @@ def run(cfg: DictConfig) -> float | None:
                               on_prepared=lambda: write_hydra_files(out, cfg, plan.run.resume))
     if already_a_rank() and not result:
         return None
+    print((out / "report.md").read_text())
     return result["loc_error_at_k"][-1] if result.get("loc_error_at_k") else None
 
 

@@ -226,8 +226,8 @@ def fit(
     batch = cfg.batch_size // info.world_size
     use_amp = bool(cfg.amp) and device.type == "cuda"
 
-    sampler = DistributedSampler(
-        train_set, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=cfg.seed, drop_last=True  # type: ignore[arg-type]
+    sampler: DistributedSampler = DistributedSampler(
+        train_set, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=cfg.seed, drop_last=True
     )
     steps_per_epoch = len(sampler) // batch
     if steps_per_epoch == 0:
