@@ -47,6 +47,18 @@ def dataset_spec(cfg: DictConfig) -> DatasetSpec:
     return make_params(DatasetSpec, values, "dataset")
 
 
+def with_absolute_paths(cfg: DictConfig) -> DictConfig:
+    """A copy of ``cfg`` whose data and cache paths are absolute (what a run stores in its
+    ``.hydra/config.yaml``, so ``task=figures`` and resumes work from any directory)."""
+    out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    for key in (*PATH_KEYS, "root", "demo_dir"):
+        if out.dataset.get(key):
+            out.dataset[key] = os.path.abspath(os.path.expanduser(str(out.dataset[key])))
+    if out.get("engine") is not None and out.engine.get("cache_dir"):
+        out.engine.cache_dir = os.path.abspath(os.path.expanduser(str(out.engine.cache_dir)))
+    return out
+
+
 def resolve_demo(spec: DatasetSpec) -> DatasetSpec:
     """``dataset=demo`` without any path of the user's: the demo photographs, copied into
     ``dataset.demo_dir`` (a folder the harness owns), and their packaged annotations. Any
@@ -113,6 +125,13 @@ def evaluators_from(cfg: DictConfig) -> tuple[Evaluator, ...]:
     return tuple(evaluators)
 
 
+def _engine_settings(cfg: DictConfig) -> EngineSettings:
+    values = section(cfg, "engine")
+    if values.get("cache_dir"):
+        values["cache_dir"] = os.path.abspath(os.path.expanduser(str(values["cache_dir"])))
+    return make_params(EngineSettings, values, "engine")
+
+
 def localisation_plan(cfg: DictConfig) -> LocalisationPlan:
     """Check and build every part of a localisation run from ``cfg`` (nothing is loaded)."""
     plan = LocalisationPlan(
@@ -122,7 +141,7 @@ def localisation_plan(cfg: DictConfig) -> LocalisationPlan:
         crops=make_params(CropSettings, section(cfg, "tta"), "tta"),
         extractor=box_extractor_from(cfg),
         evaluators=evaluators_from(cfg),
-        engine=make_params(EngineSettings, section(cfg, "engine"), "engine"),
+        engine=_engine_settings(cfg),
         run=make_params(RunSettings, section(cfg, "run"), "run"),
     )
     guesses = max((getattr(e, "max_guesses", 0) for e in plan.evaluators), default=0)
@@ -134,4 +153,4 @@ def localisation_plan(cfg: DictConfig) -> LocalisationPlan:
 
 
 __all__ = ["PATH_KEYS", "box_extractor_from", "dataset_spec", "evaluators_from", "localisation_plan", "model_spec",
-           "resolve_demo", "saliency_from", "section"]
+           "resolve_demo", "saliency_from", "section", "with_absolute_paths"]
