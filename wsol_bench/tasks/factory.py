@@ -51,6 +51,7 @@ def with_absolute_paths(cfg: DictConfig) -> DictConfig:
     """A copy of ``cfg`` whose data and cache paths are absolute (what a run stores in its
     ``.hydra/config.yaml``, so ``task=figures`` and resumes work from any directory)."""
     out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    assert isinstance(out, DictConfig)
     for key in (*PATH_KEYS, "root", "demo_dir"):
         if out.dataset.get(key):
             out.dataset[key] = os.path.abspath(os.path.expanduser(str(out.dataset[key])))
