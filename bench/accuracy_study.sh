@@ -21,8 +21,8 @@ run gradient_grabcut segmentation=grabcut
 run center segmentation=center
 run full_image segmentation=full_image
 # crops
-run gradient_2crops_graphcut saliency.crops=2
-run gradient_1crop_graphcut saliency.crops=1
+run gradient_2crops_graphcut tta.crops=2
+run gradient_1crop_graphcut tta.crops=1
 # methods
 for m in cam gradcam guided_backprop gradient_x_input; do
   run ${m}_graphcut saliency=$m
@@ -31,10 +31,10 @@ done
 # the two best settings on images 1-100 (bench/explore_segmentation.py on the CAM maps), run in full
 run cam_graphcut_sigma0 saliency=cam segmentation.smooth_sigma=0
 run cam_threshold_025 saliency=cam segmentation=threshold segmentation.threshold=0.25 segmentation.smooth_sigma=0
-run smoothgrad_2crops_graphcut saliency=smoothgrad saliency.n_samples=8 saliency.crops=2
-run smoothgrad_2crops_threshold saliency=smoothgrad saliency.n_samples=8 saliency.crops=2 segmentation=threshold
-run integrated_gradients_2crops_graphcut saliency=integrated_gradients saliency.n_steps=16 saliency.crops=2
-run integrated_gradients_2crops_threshold saliency=integrated_gradients saliency.n_steps=16 saliency.crops=2 segmentation=threshold
+run smoothgrad_2crops_graphcut saliency=smoothgrad saliency.noise_tunnel.n_samples=8 tta.crops=2
+run smoothgrad_2crops_threshold saliency=smoothgrad saliency.noise_tunnel.n_samples=8 tta.crops=2 segmentation=threshold
+run integrated_gradients_2crops_graphcut saliency=integrated_gradients saliency.n_steps=16 tta.crops=2
+run integrated_gradients_2crops_threshold saliency=integrated_gradients saliency.n_steps=16 tta.crops=2 segmentation=threshold
 # networks, at their native input sizes
-run lite1_gradient_graphcut model=efficientnet_lite1 saliency.resize=272 saliency.crop=240
-run lite2_gradient_graphcut model=efficientnet_lite2 saliency.resize=292 saliency.crop=260
+run lite1_gradient_graphcut model=efficientnet_lite1 tta.resize=272 tta.crop=240
+run lite2_gradient_graphcut model=efficientnet_lite2 tta.resize=292 tta.crop=260

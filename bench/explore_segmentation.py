@@ -34,7 +34,7 @@ from wsol_bench.frames import resize_shorter_side  # noqa: E402
 from wsol_bench.pipeline.engine import Pipeline  # noqa: E402
 from wsol_bench.saliency.cache import SaliencyCache  # noqa: E402
 from wsol_bench.segmentation import localise_image  # noqa: E402
-from wsol_bench.tasks.factory import localisation_plan, resolve_demo, section  # noqa: E402
+from wsol_bench.tasks.factory import localisation_plan, resolve_demo  # noqa: E402
 
 
 def _score(args) -> list[list[float]]:
@@ -67,7 +67,7 @@ def main() -> None:
             for c in grid
         ]
     plan = localisation_plan(cfg)
-    data = load_evaluation_set(resolve_demo(plan.dataset, section(cfg, "dataset").get("demo_dir")))
+    data = load_evaluation_set(resolve_demo(plan.dataset))
     pipeline = Pipeline(plan.saliency_classifier(), plan.method, plan.crops, plan.extractor)
     cache = SaliencyCache(plan.engine.cache_dir, pipeline.saliency_namespace())
     items = []

@@ -48,9 +48,9 @@ SKIMAGE_NAMES = ("coffee", "chelsea", "astronaut", "rocket")
 
 
 def shipped_batch_images() -> int:
-    from omegaconf import OmegaConf
+    from wsol_bench.pipeline.settings import EngineSettings
 
-    return int(OmegaConf.load(REPO / "conf" / "saliency" / "_crops.yaml").batch_images)
+    return EngineSettings().batch_images
 
 
 def load_images(folder: str | None, max_images: int, resize: int) -> tuple[list[str], list[np.ndarray]]:
@@ -156,7 +156,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads of every worker")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--batch-images", type=int, default=None,
-                        help="images per call of exact/folded (default: the shipped saliency.batch_images)")
+                        help="images per call of exact/folded (default: the shipped engine.batch_images)")
     parser.add_argument("--sweep", type=int, nargs="*", default=[], help="also folded at these batch_images")
     parser.add_argument("--skip-naive", action="store_true", help="compare with captum instead (faster)")
     parser.add_argument("--channels-last-weights", action="store_true", help="also folded with channels-last weights")
@@ -195,7 +195,7 @@ def main() -> None:
     reference = "naive" if "naive" in maps else runs[0][0]
     print(f"efficientnet_lite0 on the CPU, {first['threads']} torch thread(s); {count} images "
           f"({', '.join(first['names'])}); crops={args.crops} top_k={args.top_k}; "
-          f"fastest of {args.rounds} alternating runs each; shipped saliency.batch_images={shipped_batch_images()}")
+          f"fastest of {args.rounds} alternating runs each; shipped engine.batch_images={shipped_batch_images()}")
     captum = stats["captum"]["seconds"]
     for label, _, _ in runs:
         s = stats[label]

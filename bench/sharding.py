@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     data = ["dataset=demo"] if args.demo else ["dataset=shared_sample"]
-    common = [*data, f"dataset.limit={args.images}", "saliency.cache=false", "run.progress=false", "run.figures=0",
+    common = [*data, f"dataset.limit={args.images}", "engine.cache=false", "run.progress=false", "run.figures=0",
               *args.overrides]
     with tempfile.TemporaryDirectory() as tmp:
         one, many = Path(tmp) / "one", Path(tmp) / "many"

@@ -4,8 +4,8 @@ The same images (the first ``--images`` of ``../shared/ilsvrc_val_sample``, or t
 set with ``--demo``), saliency cache off, default GraphCut, one after the other:
 
 * ``before``: the previous single-process default, reproduced with overrides
-  (``saliency.batch_images=4 saliency.fold_batchnorm=false run.processes=1
-  dataset.num_workers=2 segmentation.workers=0``; torch's own thread count, i.e. every
+  (``engine.batch_images=4 engine.fold_batchnorm=false run.processes=1
+  engine.loader_workers=2 engine.segmentation_workers=0``; torch's own thread count, i.e. every
   core, in one process);
 * ``default``: ``python -m wsol_bench`` as shipped (``run.processes=auto``: one
   single-threaded rank per core; BatchNorm folded; one image per saliency call);
@@ -13,7 +13,7 @@ set with ``--demo``), saliency cache off, default GraphCut, one after the other:
 * ``1 thread``: the shipped settings in one process with one torch thread
   (``OMP_NUM_THREADS=1 run.processes=1``): the reference for identical predictions;
 * ``overlap``: the alternative to ranks: one process, ``cores - 1`` torch threads for
-  saliency, GraphCut in ``segmentation.workers=1`` worker process beside it.
+  saliency, GraphCut in ``engine.segmentation_workers=1`` worker process beside it.
 
 Wall-clock seconds include start-up (imports, model load, starting ranks), as a user sees
 them; with ``--rounds N`` the runs alternate N times and the fastest of each counts.
@@ -150,17 +150,17 @@ def main() -> None:
     args = parser.parse_args()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     data = ["dataset=demo"] if args.demo else ["dataset=shared_sample"]
-    common = [*data, f"dataset.limit={args.images}", "saliency.cache=false", "run.progress=false", "run.figures=0",
+    common = [*data, f"dataset.limit={args.images}", "engine.cache=false", "run.progress=false", "run.figures=0",
               *args.overrides]
     wsol = [sys.executable, "-m", "wsol_bench"]
     runs = {
-        "before": (wsol + common + ["saliency.batch_images=4", "saliency.fold_batchnorm=false", "run.processes=1",
-                                    "dataset.num_workers=2", "segmentation.workers=0"], {}),
+        "before": (wsol + common + ["engine.batch_images=4", "engine.fold_batchnorm=false", "run.processes=1",
+                                    "engine.loader_workers=2", "engine.segmentation_workers=0"], {}),
         "default": (wsol + common, {}),
         "torchrun": ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={cores}",
                       "-m", "wsol_bench", *common], {}),
         "1 thread": (wsol + common + ["run.processes=1"], {"OMP_NUM_THREADS": "1"}),
-        "overlap": (wsol + common + ["run.processes=1", "segmentation.workers=1"],
+        "overlap": (wsol + common + ["run.processes=1", "engine.segmentation_workers=1"],
                     {"OMP_NUM_THREADS": str(max(1, cores - 1))}),
     }
     results: dict[str, dict] = {}

@@ -1,11 +1,15 @@
-"""Shared fixtures: the real ILSVRC sample in ../shared (skipped when absent)."""
+"""Shared fixtures: the real ILSVRC sample in ../shared (skipped when absent), a small
+synthetic data set, one torch thread, no network."""
 
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import make_small_set
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_SAMPLE = Path(os.environ.get("WSOL_SHARED_SAMPLE", REPO.parent / "shared" / "ilsvrc_val_sample"))
@@ -32,3 +36,20 @@ def one_torch_thread():
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def small_set(tmp_path_factory) -> tuple[Path, Path]:
+    """Six small images (five readable, one truncated) with XML ground truth: ``(images, annotations)``."""
+    return make_small_set(tmp_path_factory.mktemp("small_set"))
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make any socket connection fail: weights must load offline."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError("network access attempted in a test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)

@@ -14,7 +14,11 @@ from torch import nn
 from tests.helpers import run_cli
 from wsol_bench.frames import resize_shorter_side
 from wsol_bench.models import ModelSpec, build_classifier, wrap_module
-from wsol_bench.models.batchnorm import FoldedNormAct, find_conv_bn_pairs, fold_batchnorm
+from wsol_bench.models.batchnorm import (
+    FoldedNormAct,
+    find_conv_bn_pairs,
+    fold_batchnorm,
+)
 from wsol_bench.saliency import CropSettings, image_saliency
 from wsol_bench.saliency.gradient import Gradient
 
@@ -177,35 +181,37 @@ def test_nothing_to_fold_returns_the_classifier():
 
 
 def test_fold_setting_is_read_and_checked():
-    from tests.test_config import compose_cfg
+    from hydra.errors import ConfigCompositionException
+
+    from tests.helpers import compose_cfg
     from wsol_bench.tasks.factory import localisation_plan
 
-    assert localisation_plan(compose_cfg()).fold_batchnorm is True
-    assert localisation_plan(compose_cfg("saliency.fold_batchnorm=false")).fold_batchnorm is False
-    with pytest.raises(ValueError, match="saliency.fold_batchnorm='maybe': must be true or false"):
-        localisation_plan(compose_cfg("saliency.fold_batchnorm=maybe"))
+    assert localisation_plan(compose_cfg()).engine.fold_batchnorm is True
+    assert localisation_plan(compose_cfg("engine.fold_batchnorm=false")).engine.fold_batchnorm is False
+    with pytest.raises(ConfigCompositionException, match="engine.fold_batchnorm=maybe"):
+        compose_cfg("engine.fold_batchnorm=maybe")
 
 
 def test_plan_loads_the_classifier_the_saliency_cache_is_keyed_on():
     """Tools that read a run's cached maps (bench/explore_segmentation.py) load the classifier
     through the plan, so a folded run's maps are found under the folded model's identity."""
-    from tests.test_config import compose_cfg
+    from tests.helpers import compose_cfg
     from wsol_bench.tasks.factory import localisation_plan
 
     folded = localisation_plan(compose_cfg("model.weights=random")).saliency_classifier()
-    unfolded = compose_cfg("model.weights=random", "saliency.fold_batchnorm=false")
+    unfolded = compose_cfg("model.weights=random", "engine.fold_batchnorm=false")
     plain = localisation_plan(unfolded).saliency_classifier()
     assert folded.identity["transforms"] == ["fold_batchnorm"] and not plain.identity.get("transforms")
 
 
 @pytest.mark.slow
 def test_fold_off_gives_todays_maps_bit_for_bit(tmp_path):
-    """A run with saliency.fold_batchnorm=false caches exactly the unfolded model's maps;
+    """A run with engine.fold_batchnorm=false caches exactly the unfolded model's maps;
     the default (folded) run caches under another key (``transforms`` in the namespace)."""
     from PIL import Image
 
+    from tests.helpers import write_xml
     from wsol_bench.data.images import read_rgb
-    from tests.test_ground_truth import write_xml
 
     images, ann = tmp_path / "images", tmp_path / "ann"
     images.mkdir()
@@ -213,16 +219,18 @@ def test_fold_off_gives_todays_maps_bit_for_bit(tmp_path):
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)).save(images / "one.png")
     write_xml(ann, "one", [("n01440764", 5, 5, 40, 30)], w=60, h=40)
-    common = [f"dataset.images={images}", f"dataset.annotations={ann}", "dataset.num_workers=0",
-              "saliency.resize=64", "saliency.crop=56", "run.progress=false", "run.figures=0",
+    common = [f"dataset.images={images}", f"dataset.annotations={ann}", "engine.loader_workers=0",
+              "tta.resize=64", "tta.crop=56", "run.progress=false", "run.figures=0",
               "model.weights=random", "run.processes=1"]
     env = {"OMP_NUM_THREADS": "1"}
     for fold in ("false", "true"):
-        res = run_cli(*common, f"saliency.fold_batchnorm={fold}", f"saliency.cache_dir={tmp_path / fold}",
+        res = run_cli(*common, f"engine.fold_batchnorm={fold}", f"engine.cache_dir={tmp_path / fold}",
                       f"hydra.run.dir={tmp_path / ('run_' + fold)}", env=env)
         assert res.returncode == 0, res.stdout[-3000:]
         manifest = json.loads((tmp_path / f"run_{fold}" / "records" / "manifest.json").read_text())
-        assert manifest["model"]["transforms"] == ([] if fold == "false" else ["fold_batchnorm"])
+        assert manifest["model"]["fold_batchnorm"] == (fold == "true")
+        namespace = json.loads((tmp_path / f"run_{fold}" / "records" / "saliency_namespace.json").read_text())
+        assert namespace["model"]["transforms"] == ([] if fold == "false" else ["fold_batchnorm"])
     entries = {fold: list((tmp_path / fold).rglob("*.npz")) for fold in ("false", "true")}
     assert len(entries["false"]) == len(entries["true"]) == 1
     assert entries["false"][0].name != entries["true"][0].name  # folding is in the cache key

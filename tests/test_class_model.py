@@ -12,8 +12,12 @@ import torch
 from torch import nn
 
 from wsol_bench.data.synsets import default_synsets
-from wsol_bench.visualisation.class_model import class_model_images, resolve_classes, to_rgb
 from wsol_bench.figures.grid import save_grid, save_images
+from wsol_bench.visualisation.class_model import (
+    class_model_images,
+    resolve_classes,
+    to_rgb,
+)
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
 REPO = Path(__file__).resolve().parent.parent

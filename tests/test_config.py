@@ -1,21 +1,26 @@
-"""Config composition: groups, experiments, and schema errors that name the key."""
+"""Config composition: groups, experiments, one home per setting, and errors that name the key."""
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import pytest
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
-from tests.helpers import CONF_DIR
-from wsol_bench.config import register_configs
-
-register_configs()
-
-
-def compose_cfg(*overrides: str):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+from tests.helpers import CONF_DIR, compose_cfg
+from wsol_bench.data.sources import DatasetSpec
+from wsol_bench.metrics import METRICS
+from wsol_bench.models import ModelSpec
+from wsol_bench.pipeline.settings import EngineSettings, RunSettings
+from wsol_bench.registry import params_dict
+from wsol_bench.saliency import SALIENCY_METHODS, CropSettings, NoiseTunnel
+from wsol_bench.segmentation import BOX_EXTRACTORS
+from wsol_bench.tasks.factory import localisation_plan
 
 
 def test_default_config_composes():
@@ -30,31 +35,82 @@ def test_evaluate_task_uses_no_image_dataset():
     assert cfg.task.name == "evaluate" and cfg.dataset.images is None
 
 
-@pytest.mark.parametrize("override", ["dataset.limt=3", "segmentation.fg_quantil=0.9", "saliency.n_sample=3"])
-def test_misspelt_key_fails_with_its_name(override):
+@pytest.mark.parametrize(("section", "cls"), [("dataset", DatasetSpec), ("model", ModelSpec), ("tta", CropSettings),
+                                              ("engine", EngineSettings), ("run", RunSettings)])
+def test_typed_sections_are_the_parts_dataclasses(section, cls):
+    """One home per setting: the schema's keys and defaults are the dataclass's own (the
+    presets may override values, never add or drop keys)."""
+    node = OmegaConf.to_container(compose_cfg()[section])
+    defaults = {k: list(v) if isinstance(v, tuple) else v for k, v in params_dict(cls()).items()}
+    assert set(node) == set(defaults)
+    if section in ("tta", "engine", "run"):  # no preset touches these in the default config
+        assert node == defaults
+
+
+def _presets(group: str) -> list[Path]:
+    return sorted(p for p in (CONF_DIR / group).glob("*.yaml") if p.stem != "custom")
+
+
+@pytest.mark.parametrize("path", _presets("saliency") + _presets("segmentation"), ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_every_method_preset_lists_exactly_its_parameters_with_their_defaults(path):
+    own = yaml.safe_load(path.read_text())
+    registry = SALIENCY_METHODS if path.parent.name == "saliency" else BOX_EXTRACTORS
+    listed = {k: v for k, v in own.items() if k not in ("method", "noise_tunnel")}
+    assert listed == params_dict(registry.get(own["method"])())
+    if "noise_tunnel" in own:
+        tunnel = NoiseTunnel(registry.get(own["method"])())
+        assert own["noise_tunnel"] == {k: v for k, v in params_dict(tunnel).items() if k != "method"}
+
+
+def test_the_evaluation_preset_lists_every_metric_with_its_defaults():
+    own = yaml.safe_load((CONF_DIR / "evaluation" / "default.yaml").read_text())
+    for name in own["metrics"]:
+        assert own.get(name, {}) == {k: list(v) if isinstance(v, tuple) else v
+                                     for k, v in params_dict(METRICS.get(name)()).items()}, name
+
+
+def test_no_private_option_files():
+    """Hydra lists every file of a group as an option: none may be a fragment (``_crops``)."""
+    assert not [p for p in CONF_DIR.rglob("*.yaml") if p.name.startswith("_")]
+
+
+@pytest.mark.parametrize("override", ["dataset.limt=3", "model.nam=x", "tta.crop_size=3", "engine.workers=2"])
+def test_misspelt_typed_key_fails_with_its_name(override):
     with pytest.raises(ConfigCompositionException) as err:
         compose_cfg(override)
-    assert override.split("=")[0] in str(err.value) or override.split("=")[0].split(".")[1] in str(err.value.__cause__)
+    key = override.split("=")[0]
+    assert key in str(err.value) or key.split(".")[1] in str(err.value.__cause__)
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("segmentation.fg_quantil=0.9", "segmentation.fg_quantil: not a parameter of GraphCut (its parameters: "),
+    ("saliency.n_samples=3", "saliency.n_samples: not a parameter of Gradient (its parameters: none)"),
+    ("saliency.noise_tunnel.samples=3", "saliency.noise_tunnel.samples: not a parameter of NoiseTunnel"),
+])
+def test_a_method_parameter_needs_no_plus_and_a_wrong_one_is_named_with_the_allowed_ones(override, message):
+    with pytest.raises(ValueError) as err:
+        localisation_plan(compose_cfg(override))
+    assert message in str(err.value)
 
 
 @pytest.mark.parametrize("override, message", [
-    ("saliency.top_k=0", "saliency.top_k=0: must be between 1 and 1000"),
-    ("saliency.crops=3", "saliency.crops=3: must be 1, 2 or 10"),
-    ("saliency.batch_images=0", "saliency.batch_images=0: must be >= 1"),
-    ("saliency.crop=300", "saliency.resize=256: must be >= crop (300)"),
+    ("tta.top_k=0", "tta.top_k=0: must be between 1 and 1000"),
+    ("tta.crops=3", "tta.crops=3: must be 1, 2 or 10"),
+    ("engine.batch_images=0", "engine.batch_images=0: must be >= 1"),
+    ("tta.crop=300", "tta.resize=256: must be >= crop (300)"),
     ("dataset.limit=-1", "dataset.limit=-1: must be null or >= 1"),
     ("evaluation.ilsvrc.iou_threshold=-1", "evaluation.ilsvrc.iou_threshold=-1.0: must be in (0, 1]"),
-    ("segmentation.workers=-1", "segmentation.workers=-1: must be >= 0"),
+    ("engine.segmentation_workers=-1", "engine.segmentation_workers=-1: must be auto or an integer >= 0"),
+    ("engine.loader_workers=many", "engine.loader_workers='many': must be an integer or 'auto'"),
+    ("run.processes=0", "run.processes=0: must be auto or an integer >= 1"),
     ("segmentation.fg_quantile=0.2", "segmentation.fg_quantile=0.2: must be in (bg_quantile=0.3, 1]"),
     ("segmentation.max_side=abc", "segmentation.max_side='abc': must be an integer or null"),
-    ("+segmentation.fg_quantil=0.9", "segmentation.fg_quantil: not a parameter of GraphCut"),
     ("saliency.method=smoothgradient", "saliency.method='smoothgradient' is not one of"),
     ("model.num_classes=0", "model.num_classes=0: must be >= 1"),
     ("run.figures=-2", "run.figures=-2: must be >= 0"),
+    ("tta.top_k=1", "tta.top_k=1 gives 1 guesses per image but evaluation.ilsvrc.max_guesses=5 scores 5"),
 ])
 def test_every_setting_is_range_checked_before_anything_loads(override, message):
-    from wsol_bench.tasks.factory import localisation_plan
-
     cfg = compose_cfg(override, "dataset.images=/does/not/exist")  # nothing is read: the check comes first
     with pytest.raises(ValueError) as err:
         localisation_plan(cfg)
@@ -68,6 +124,16 @@ def test_wrong_type_fails_with_its_name():
     assert "dataset.limit" in str(err.value.__cause__)
 
 
+def test_dataset_paths_are_made_absolute_and_shared_sample_does_not_depend_on_the_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    plan = localisation_plan(compose_cfg("dataset.images=imgs", "dataset.annotations=../ann"))
+    assert plan.dataset.images == str(tmp_path / "imgs") and plan.dataset.annotations == str(tmp_path.parent / "ann")
+    shared = localisation_plan(compose_cfg("dataset=shared_sample")).dataset
+    assert Path(shared.images).is_absolute() and shared.images.endswith("shared/ilsvrc_val_sample/images")
+    monkeypatch.setenv("WSOL_BENCH_SHARED", "/elsewhere")
+    assert localisation_plan(compose_cfg("dataset=shared_sample")).dataset.images == "/elsewhere/ilsvrc_val_sample/images"
+
+
 def test_slurm_launcher_config_composes():
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
@@ -77,17 +143,15 @@ def test_slurm_launcher_config_composes():
 
 def test_paper_experiment_sets_the_published_protocol():
     cfg = compose_cfg("+experiment=ilsvrc2013", "dataset.root=/data/imagenet")
-    assert (cfg.saliency.crops, cfg.saliency.top_k) == (10, 5)
+    assert (cfg.tta.crops, cfg.tta.top_k) == (10, 5)
     assert (cfg.segmentation.method, cfg.segmentation.fg_quantile, cfg.segmentation.bg_quantile) == ("graphcut", 0.95, 0.3)
-    plan = __import__("wsol_bench.tasks.factory", fromlist=["x"]).localisation_plan(cfg)
+    plan = localisation_plan(cfg)
     assert (plan.extractor.smooth_sigma, plan.extractor.max_side, plan.extractor.keep_components) == (0.0, None, "largest")
     assert cfg.dataset.name == "ilsvrc_val" and cfg.dataset.root == "/data/imagenet"
 
 
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")))
 def test_every_experiment_composes_and_passes_the_range_checks(experiment):
-    from wsol_bench.tasks.factory import localisation_plan
-
     cfg = compose_cfg(f"+experiment={experiment}")
     if cfg.task.name == "localise":
         plan = localisation_plan(cfg)  # every method's parameters checked, nothing loaded
@@ -96,10 +160,22 @@ def test_every_experiment_composes_and_passes_the_range_checks(experiment):
 
 def test_best_experiment_is_cam_with_unblurred_graphcut():
     cfg = compose_cfg("+experiment=best")
-    plan = __import__("wsol_bench.tasks.factory", fromlist=["x"]).localisation_plan(cfg)
-    assert cfg.saliency.method == "cam" and cfg.saliency.crops == 10
+    plan = localisation_plan(cfg)
+    assert cfg.saliency.method == "cam" and cfg.tta.crops == 10
     assert (plan.extractor.name, plan.extractor.smooth_sigma, plan.extractor.max_side) == ("graphcut", 0.0, 160)
 
 
 def test_tuned_experiment_spells_out_the_defaults():
     assert compose_cfg("+experiment=tuned").segmentation == compose_cfg().segmentation
+
+
+def test_smoothgrad_of_any_method_is_a_config_not_code():
+    plan = localisation_plan(compose_cfg("saliency=smoothgrad", "saliency.method=gradcam"))
+    assert isinstance(plan.method, NoiseTunnel) and plan.method.method.name == "gradcam"
+    assert plan.method.n_samples == 25
+    plan = localisation_plan(compose_cfg("saliency=guided_backprop", "saliency.noise_tunnel.n_samples=4"))
+    assert isinstance(plan.method, NoiseTunnel) and plan.method.n_samples == 4 and plan.method.noise == 0.15
+
+
+def test_schema_fields_keep_their_dataclass_order():
+    assert list(compose_cfg().tta) == [f.name for f in dataclasses.fields(CropSettings)]

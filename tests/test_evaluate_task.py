@@ -7,8 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from tests.helpers import run_cli
-from tests.test_ground_truth import write_xml
+from tests.helpers import run_cli, write_xml
 
 
 def test_evaluate_csv_predictions_against_xml(tmp_path):

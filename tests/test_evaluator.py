@@ -10,11 +10,14 @@ import pytest
 
 from wsol_bench.boxes import Box, ImageAnnotation, iou_inclusive
 from wsol_bench.data.ground_truth import read_solution_csv
-from wsol_bench.data.predictions import read_devkit_predictions, write_devkit_predictions
+from wsol_bench.data.predictions import (
+    PREDICTION_COLUMNS,
+    read_devkit_predictions,
+    write_devkit_predictions,
+)
 from wsol_bench.data.synsets import read_devkit_meta
-from wsol_bench.metrics.intervals import wilson_interval
-from wsol_bench.data.predictions import PREDICTION_COLUMNS
 from wsol_bench.metrics.ilsvrc import IlsvrcLocalisation, evaluate_predictions
+from wsol_bench.metrics.intervals import wilson_interval
 
 FISH, GOLDFISH = "n01440764", "n01443537"
 

@@ -18,9 +18,27 @@ from PIL import Image
 from wsol_bench.boxes import Box
 from wsol_bench.figures import save_figure
 from wsol_bench.figures.compare import compare_figure
-from wsol_bench.figures.layout import all_texts, fit_text, grey_map, masked_image, resize_nearest, seed_overlay
-from wsol_bench.figures.localisation import COLOURS, Guess, localisation_figure, score_guesses
-from wsol_bench.figures.paper import ImageMap, SegmentationRow, class_caption, paper_figure2, paper_figure3
+from wsol_bench.figures.layout import (
+    all_texts,
+    fit_text,
+    grey_map,
+    masked_image,
+    resize_nearest,
+    seed_overlay,
+)
+from wsol_bench.figures.localisation import (
+    COLOURS,
+    Guess,
+    localisation_figure,
+    score_guesses,
+)
+from wsol_bench.figures.paper import (
+    ImageMap,
+    SegmentationRow,
+    class_caption,
+    paper_figure2,
+    paper_figure3,
+)
 
 CAT = skimage.data.chelsea()  # 300 x 451
 COFFEE = skimage.data.coffee()  # 400 x 600
@@ -243,7 +261,11 @@ def _config(fg: float, method: str = "graphcut", sigma: float = 1.0) -> dict:
 
 
 def test_interval_naming_rule_and_bounds():
-    from wsol_bench.reports.sweep import interval_bounds, interval_column, metric_columns
+    from wsol_bench.reports.sweep import (
+        interval_bounds,
+        interval_column,
+        metric_columns,
+    )
 
     assert interval_column("top5_loc_error") == "top5_loc_ci95"
     assert interval_column("gt_known_loc_error", ["gt_known_loc_ci95"]) == "gt_known_loc_ci95"

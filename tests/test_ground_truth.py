@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import OBJECT, SIZE, XML, write_xml
 from wsol_bench.boxes import Box
 from wsol_bench.data.ground_truth import (
     read_annotation_dir,
@@ -19,23 +20,6 @@ from wsol_bench.data.synsets import (
     read_devkit_meta,
     read_synset_mapping,
 )
-
-XML = """<annotation>
-\t<folder>val</folder>
-\t<filename>{name}</filename>
-{size}
-{objects}
-</annotation>"""
-SIZE = "\t<size><width>{w}</width><height>{h}</height><depth>3</depth></size>"
-OBJECT = """\t<object><name>{syn}</name><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>"""
-
-
-def write_xml(folder: Path, name: str, boxes, w=100, h=80, size=True) -> Path:
-    objects = "\n".join(OBJECT.format(syn=s, x0=a, y0=b, x1=c, y1=d) for s, a, b, c, d in boxes)
-    text = XML.format(name=name, size=SIZE.format(w=w, h=h) if size else "", objects=objects)
-    path = folder / f"{name}.xml"
-    path.write_text(text)
-    return path
 
 
 def test_one_and_many_objects(tmp_path):

@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.test_ground_truth import write_xml
+from tests.helpers import kaggle_tree, make_odd_images, write_xml
 from wsol_bench.data.images import ImageReadError, read_rgb
-from wsol_bench.data.sources import DatasetSpec, list_images, load_evaluation_set, resolve_paths
-
-
-def make_odd_images(folder: Path) -> dict[str, Path]:
-    """One file of each kind real ILSVRC data contains (and a truncated one)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    rgb = Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8))
-    paths = {k: folder / f"{k}.JPEG" for k in ("rgb", "cmyk", "grey", "png_named_jpeg", "truncated")}
-    rgb.save(paths["rgb"], format="JPEG")
-    rgb.convert("CMYK").save(paths["cmyk"], format="JPEG")
-    rgb.convert("L").save(paths["grey"], format="JPEG")
-    rgb.save(paths["png_named_jpeg"], format="PNG")
-    data = paths["rgb"].read_bytes()
-    paths["truncated"].write_bytes(data[: len(data) // 2])
-    return paths
+from wsol_bench.data.sources import (
+    DatasetSpec,
+    list_images,
+    load_evaluation_set,
+    resolve_paths,
+)
 
 
 def test_odd_images_decode_to_rgb(tmp_path):
@@ -68,16 +56,6 @@ def test_two_files_with_one_stem_are_an_error(tmp_path):
     Image.new("RGB", (10, 10)).save(tmp_path / "x.jpg", format="JPEG")
     with pytest.raises(ValueError, match="x.JPEG and x.jpg have the same image id 'x'"):
         list_images(tmp_path)
-
-
-def kaggle_tree(root: Path) -> None:
-    (root / "ILSVRC/Data/CLS-LOC/val").mkdir(parents=True)
-    (root / "ILSVRC/Annotations/CLS-LOC/val").mkdir(parents=True)
-    for n in (2, 1, 3):
-        Image.new("RGB", (100, 80)).save(root / f"ILSVRC/Data/CLS-LOC/val/ILSVRC2012_val_{n:08d}.JPEG")
-    (root / "LOC_val_solution.csv").write_text(
-        "ImageId,PredictionString\n" + "".join(f"ILSVRC2012_val_{n:08d},n01440764 1 1 9 9 \n" for n in (3, 1, 2))
-    )
 
 
 def test_kaggle_layout(tmp_path):

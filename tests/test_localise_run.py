@@ -7,16 +7,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from tests.helpers import REPO, run_cli
-from tests.test_ground_truth import write_xml
-from tests.test_images_and_sources import make_odd_images
+from tests.helpers import REPO, make_odd_images, run_cli, write_xml
 
-FAST = ("saliency.resize=64", "saliency.crop=56", "run.progress=false", "run.processes=1")  # rank0_* = all
+FAST = ("tta.resize=64", "tta.crop=56", "run.progress=false", "run.processes=1")  # rank0_* = all
 
 
 def test_demo_two_images(tmp_path):
     out = tmp_path / "run"
-    res = run_cli("dataset.limit=2", f"hydra.run.dir={out}", f"saliency.cache_dir={tmp_path / 'cache'}",
+    res = run_cli("dataset.limit=2", f"hydra.run.dir={out}", f"engine.cache_dir={tmp_path / 'cache'}",
                   "run.progress=false", "run.figures=2")
     assert res.returncode == 0, res.stdout[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
@@ -49,7 +47,7 @@ def test_bad_images_and_annotations_are_reported_and_the_rest_scored(tmp_path):
     images, ann = odd_dataset(tmp_path)
     out = tmp_path / "run"
     res = run_cli(f"dataset.images={images}", f"dataset.annotations={ann}",
-                  "segmentation=threshold", f"hydra.run.dir={out}", "saliency.cache=false", *FAST)
+                  "segmentation=threshold", f"hydra.run.dir={out}", "engine.cache=false", *FAST)
     assert res.returncode == 0, res.stdout[-3000:]
     per_image = pd.read_csv(out / "per_image.csv").set_index("image_id")
     assert per_image.loc["truncated", "status"] == "failed"
@@ -68,7 +66,7 @@ def test_sweep_reads_the_cache_and_collects_a_table(tmp_path):
     sweep = tmp_path / "sweep"
     res = run_cli("-m", f"dataset.images={images}", f"dataset.annotations={ann}",
                   "segmentation.fg_quantile=0.9,0.95", f"hydra.sweep.dir={sweep}",
-                  f"saliency.cache_dir={tmp_path / 'cache'}", *FAST)
+                  f"engine.cache_dir={tmp_path / 'cache'}", *FAST)
     assert res.returncode == 0, res.stdout[-3000:]
     first, second = (json.loads((sweep / str(j) / "metrics.json").read_text()) for j in (0, 1))
     assert first["rank0_cache_misses"] == 2 and first["rank0_cache_hits"] == 0
@@ -94,7 +92,7 @@ def test_a_folder_of_the_users_images_is_read_not_written(tmp_path, shared_sampl
     before = _snapshot(images)
     out = tmp_path / "run"
     res = run_cli(f"dataset.images={images}", f"dataset.solution_csv={shared_sample / 'LOC_val_solution.csv'}",
-                  "saliency.crops=1", "saliency.cache=false", "run.progress=false", f"hydra.run.dir={out}",
+                  "tta.crops=1", "engine.cache=false", "run.progress=false", f"hydra.run.dir={out}",
                   "segmentation=center")
     assert res.returncode == 0, res.stdout[-3000:]
     assert _snapshot(images) == before  # nothing added, nothing changed
@@ -103,12 +101,12 @@ def test_a_folder_of_the_users_images_is_read_not_written(tmp_path, shared_sampl
 
 
 def test_dataset_root_fills_the_paths_under_the_default_dataset(tmp_path):
-    from tests.test_images_and_sources import kaggle_tree
+    from tests.helpers import kaggle_tree
 
     kaggle_tree(tmp_path / "root")
     out = tmp_path / "run"
     res = run_cli(f"dataset.root={tmp_path / 'root'}", "dataset.limit=2", "segmentation=full_image",
-                  "saliency.cache=false", *FAST, f"hydra.run.dir={out}")
+                  "engine.cache=false", *FAST, f"hydra.run.dir={out}")
     assert res.returncode == 0, res.stdout[-3000:]
     assert pd.read_csv(out / "per_image.csv").image_id.tolist() == ["ILSVRC2012_val_00000001", "ILSVRC2012_val_00000002"]
     res = run_cli(f"dataset.root={tmp_path / 'root'}", f"dataset.images={tmp_path}", *FAST,
@@ -125,7 +123,7 @@ def test_size_mismatch_and_oversized_images_are_recorded_not_fatal(tmp_path):
     write_xml(ann, "big", [("n01440764", 5, 5, 40, 30)], w=100, h=100)
     out = tmp_path / "run"
     res = run_cli(f"dataset.images={images}", f"dataset.annotations={ann}", "dataset.max_pixels=5000",
-                  "segmentation=threshold", f"hydra.run.dir={out}", "saliency.cache=false", *FAST)
+                  "segmentation=threshold", f"hydra.run.dir={out}", "engine.cache=false", *FAST)
     assert res.returncode == 0, res.stdout[-3000:]
     per_image = pd.read_csv(out / "per_image.csv").set_index("image_id")
     assert per_image.loc["cmyk", "status"] == "size_mismatch"
@@ -142,7 +140,7 @@ def test_size_mismatch_and_oversized_images_are_recorded_not_fatal(tmp_path):
 def test_runs_from_any_directory_with_its_own_name(tmp_path):
     cwd = tmp_path / "somewhere"
     cwd.mkdir()
-    res = run_cli("dataset.limit=1", "saliency.crops=1", "segmentation=center", "run.progress=false",
+    res = run_cli("dataset.limit=1", "tta.crops=1", "segmentation=center", "run.progress=false",
                   "run.figures=0", cwd=cwd)
     assert res.returncode == 0, res.stdout[-3000:]
     assert sorted(p.name for p in cwd.iterdir()) == ["outputs"]  # no data/ folder: the demo goes under outputs
@@ -162,7 +160,7 @@ def test_any_timm_architecture_with_a_weights_file(tmp_path, shared_sample):
     torch.save(timm.create_model("resnet18", pretrained=False).state_dict(), weights)
     out = tmp_path / "run"
     res = run_cli("model=timm", "model.arch=resnet18", f"model.weights={weights}", "dataset=shared_sample",
-                  "dataset.limit=2", "saliency.crops=1", "saliency.cache=false", "run.progress=false",
+                  "dataset.limit=2", "tta.crops=1", "engine.cache=false", "run.progress=false",
                   f"hydra.run.dir={out}", cwd=REPO)
     assert res.returncode == 0, res.stdout[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
@@ -178,7 +176,7 @@ def test_task_figures_redraws_a_run_without_computing_saliency(tmp_path, monkeyp
     from wsol_bench.tasks import figures as runner
 
     out, cache = tmp_path / "run", tmp_path / "cache"
-    res = run_cli("dataset.limit=2", "saliency.crops=1", f"saliency.cache_dir={cache}", "run.progress=false",
+    res = run_cli("dataset.limit=2", "tta.crops=1", f"engine.cache_dir={cache}", "run.progress=false",
                   "run.figures=2", f"hydra.run.dir={out}")
     assert res.returncode == 0, res.stdout[-3000:]
     drawn = {p.name: p.read_bytes() for p in (out / "figures").glob("*.png")}
@@ -211,7 +209,7 @@ def test_task_figures_redraws_a_run_without_computing_saliency(tmp_path, monkeyp
 
 def test_saved_score_maps_are_scored_by_task_evaluate_as_by_the_run(tmp_path):
     out = tmp_path / "run"
-    res = run_cli("dataset.limit=3", "saliency.crops=1", "saliency.cache=false", "run.progress=false", "run.figures=0",
+    res = run_cli("dataset.limit=3", "tta.crops=1", "engine.cache=false", "run.progress=false", "run.figures=0",
                   "run.save_maps=true", f"hydra.run.dir={out}")
     assert res.returncode == 0, res.stdout[-3000:]
     maps = sorted(p.name for p in (out / "scoremaps").glob("*.npy"))

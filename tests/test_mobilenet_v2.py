@@ -11,13 +11,23 @@ import pytest
 import torch
 from torch import nn
 
-from tests.test_models import CATS, ESPRESSO_OR_CUP, centre_crop, no_network  # noqa: F401  (fixture)
+from tests.helpers import CATS, ESPRESSO_OR_CUP, centre_crop
 from wsol_bench.files import sha256_file
 from wsol_bench.frames import resize_shorter_side
-from wsol_bench.models import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, build_classifier
-from wsol_bench.models import torchvision_models
+from wsol_bench.models import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ModelSpec,
+    build_classifier,
+    torchvision_models,
+)
 from wsol_bench.models.batchnorm import fold_batchnorm
-from wsol_bench.saliency import CropSettings, attribution_maps, image_saliency, saliency_method
+from wsol_bench.saliency import (
+    CropSettings,
+    attribution_maps,
+    image_saliency,
+    saliency_method,
+)
 from wsol_bench.saliency.guided_backprop import guided_activations
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py

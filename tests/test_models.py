@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
 
+from tests.helpers import CATS, ESPRESSO_OR_CUP, centre_crop
 from wsol_bench.models import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -21,41 +20,19 @@ from wsol_bench.models import (
     load_state_dict_file,
     resolve_device,
 )
-from wsol_bench.models.efficientnet_lite import convert_state_dict, create_module, default_weights_path
+from wsol_bench.models.efficientnet_lite import (
+    convert_state_dict,
+    create_module,
+    default_weights_path,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 REPO = Path(__file__).resolve().parent.parent
 
 # Sorted-WNID (torchvision/timm ImageNet) indices of the classes the test photos show.
-ESPRESSO_OR_CUP = {967: "n07920052 espresso", 968: "n07930864 cup"}
-CATS = {281: "n02123045 tabby", 282: "n02123159 tiger cat", 283: "n02123394 Persian cat",
-        284: "n02123597 Siamese cat", 285: "n02124075 Egyptian cat"}
-
-
-
-
-@pytest.fixture
-def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make any socket connection fail: weights must load offline."""
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise OSError("network access attempted in a test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-
-
 def cfg(**kw: object) -> ModelSpec:
     return ModelSpec(device="cpu", **kw)  # type: ignore[arg-type]
-
-
-def centre_crop(image: np.ndarray, size: int = 224) -> torch.Tensor:
-    from wsol_bench.frames import resize_shorter_side
-
-    im = resize_shorter_side(image, 256)
-    y, x = (im.shape[0] - size) // 2, (im.shape[1] - size) // 2
-    return torch.from_numpy(im[y : y + size, x : x + size].copy()).permute(2, 0, 1).float()[None] / 255
 
 
 @pytest.mark.slow
@@ -185,10 +162,10 @@ def test_resolve_device(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("path", sorted((REPO / "conf" / "model").glob("*.yaml")), ids=lambda p: p.stem)
 def test_model_config_files(path: Path) -> None:
-    """Each conf/model file fits the schema and names its own model."""
-    from wsol_bench.config import ModelConfig
+    """Each conf/model file fits the schema (ModelSpec's own fields) and names its own model."""
+    from wsol_bench.config import ModelSchema
 
-    merged = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(path))
+    merged = OmegaConf.merge(OmegaConf.structured(ModelSchema), OmegaConf.load(path))
     assert merged.name == path.stem
     assert merged.name in MODELS.names()
 

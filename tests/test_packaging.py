@@ -7,11 +7,11 @@ import json
 import shutil
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from tests.helpers import REPO
 
@@ -88,7 +88,7 @@ def test_a_non_editable_install_runs_the_demo_outside_the_checkout(wheel, tmp_pa
     where = subprocess.run([python, "-c", "import wsol_bench.conf, wsol_bench; print(wsol_bench.__file__)"],
                            cwd=cwd, check=True, capture_output=True, text=True).stdout
     assert str(site) in where and str(REPO) not in where
-    res = subprocess.run([venv / "bin" / "wsol-bench", "dataset.limit=1", "saliency.crops=1", "segmentation=center",
+    res = subprocess.run([venv / "bin" / "wsol-bench", "dataset.limit=1", "tta.crops=1", "segmentation=center",
                           "run.progress=false", "run.figures=0", "hydra.run.dir=run"], cwd=cwd, capture_output=True,
                          text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]

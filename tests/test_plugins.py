@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import REPO, run_cli
-from tests.test_ground_truth import write_xml
+from tests.helpers import REPO, run_cli, write_xml
 from tests.toy_plugins import CentreBlob, MapPeakBox
 
 
@@ -33,10 +32,10 @@ def toy_set(tmp_path):
 def test_toy_parts_through_the_cli(tmp_path, toy_set):
     images, ann = toy_set
     out = tmp_path / "run"
-    res = run_cli(f"dataset.images={images}", f"dataset.annotations={ann}", "dataset.num_workers=0",
+    res = run_cli(f"dataset.images={images}", f"dataset.annotations={ann}", "engine.loader_workers=0",
                   "model.weights=random", "saliency=custom", "saliency.method=tests.toy_plugins:CentreBlob",
-                  "+saliency.sigma=0.1", "saliency.resize=64", "saliency.crop=56", "saliency.crops=1",
-                  "saliency.cache=false", "segmentation=custom", "segmentation.method=tests.toy_plugins:MapPeakBox",
+                  "+saliency.sigma=0.1", "tta.resize=64", "tta.crop=56", "tta.crops=1",
+                  "engine.cache=false", "segmentation=custom", "segmentation.method=tests.toy_plugins:MapPeakBox",
                   "+segmentation.side=20",
                   "evaluation.metrics=[ilsvrc,tests.toy_plugins:PeakInBox]", "run.progress=false",
                   f"hydra.run.dir={out}")

@@ -6,7 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from wsol_bench.data.predictions import PREDICTION_COLUMNS, check_predictions_frame, read_predictions_csv
+from wsol_bench.data.predictions import (
+    PREDICTION_COLUMNS,
+    check_predictions_frame,
+    read_predictions_csv,
+)
 from wsol_bench.data.synsets import SynsetTable
 
 HEADER = "image_id,rank,synset,xmin,ymin,xmax,ymax\n"

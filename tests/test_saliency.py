@@ -13,8 +13,14 @@ from tests import reference_saliency
 from wsol_bench.boxes import Box
 from wsol_bench.frames import map_to_original, resize_shorter_side
 from wsol_bench.models import Classifier
-from wsol_bench.saliency import CropSettings, CropWindow, SaliencyResult, crop_windows, paste_maps
-from wsol_bench.saliency import attribution_maps
+from wsol_bench.saliency import (
+    CropSettings,
+    CropWindow,
+    SaliencyResult,
+    attribution_maps,
+    crop_windows,
+    paste_maps,
+)
 from wsol_bench.saliency import image_saliency as image_saliency_of
 from wsol_bench.saliency.crops import crop_tensors
 from wsol_bench.saliency.gradient import Gradient

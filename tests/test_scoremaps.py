@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from wsol_bench.boxes import Box, ImageAnnotation
-from wsol_bench.data.scoremaps import read_metadata, read_scoremap, scoremap_path, write_metadata, write_scoremap
+from wsol_bench.data.scoremaps import (
+    read_metadata,
+    read_scoremap,
+    scoremap_path,
+    write_metadata,
+    write_scoremap,
+)
 
 CLS = "n01440764"
 

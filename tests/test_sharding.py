@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,39 +12,23 @@ import tempfile
 import time
 from pathlib import Path
 
-import shutil
-
 import pandas as pd
 import pytest
 
-from tests.helpers import REPO, child_pids, living, run_cli
-from tests.test_images_and_sources import make_odd_images
-from tests.test_ground_truth import write_xml
+from tests.helpers import (
+    REPO,
+    SMALL_SET_IMAGES,
+    child_pids,
+    living,
+    results_table,
+    run_cli,
+    small_run_overrides,
+)
 
 pytestmark = pytest.mark.slow
-N_IMAGES = 6  # one batch each
-
-
-@pytest.fixture(scope="module")
-def small_set(tmp_path_factory) -> tuple[Path, Path]:
-    """Six small images (five readable, one truncated) with XML ground truth."""
-    root = tmp_path_factory.mktemp("shard_data")
-    images = root / "images"
-    make_odd_images(images)
-    (images / "copy.JPEG").write_bytes((images / "rgb.JPEG").read_bytes())
-    assert len(list(images.iterdir())) == N_IMAGES
-    ann = root / "ann"
-    ann.mkdir()
-    for p in images.iterdir():
-        write_xml(ann, p.stem, [("n01440764", 5, 5, 40, 30)], w=60, h=40)
-    return images, ann
-
-
-def overrides(images: Path, ann: Path, out: Path, *extra: str) -> list[str]:
-    return [f"dataset.images={images}", f"dataset.annotations={ann}",
-            "dataset.num_workers=0", "saliency.resize=64", "saliency.crop=56", "saliency.batch_images=1",
-            "saliency.cache=false", "run.progress=false", "run.figures=0", "run.processes=1", f"hydra.run.dir={out}",
-            *extra]
+N_IMAGES = SMALL_SET_IMAGES
+overrides = small_run_overrides
+table = results_table
 
 
 @pytest.fixture(scope="module")
@@ -59,13 +44,6 @@ def copy_of(run: Path, tmp_path: Path) -> Path:
     """A copy of a finished run's folder, for a test to resume or damage."""
     shutil.copytree(run, tmp_path / "run")
     return tmp_path / "run"
-
-
-def table(out: Path) -> pd.DataFrame:
-    per_image = pd.read_csv(out / "per_image.csv")
-    predictions = pd.read_csv(out / "predictions.csv")
-    drop = [c for c in per_image.columns if c.startswith("seconds_")]
-    return per_image.drop(columns=drop).merge(predictions, on="image_id", how="left")
 
 
 def test_two_processes_equal_one(tmp_path, small_set, reference_run):
@@ -96,20 +74,23 @@ def test_resume_with_other_settings_is_refused_and_the_original_config_kept(tmp_
     for part in sorted((out / "records").glob("part-*.jsonl"))[:2]:
         part.unlink()
     res = run_cli(*overrides(images, ann, out, "run.resume=true", "model.weights=random", "segmentation=center",
-                             "saliency.top_k=2"))
+                             "tta.crops=2"))
     assert res.returncode != 0
     assert "run.resume=true refused" in res.stdout
-    for key in ("model.weights", "saliency.crops.top_k", "segmentation.method", "segmentation.params.fraction"):
+    for key in ("model.weights", "tta.crops: 10 -> 2", "segmentation.name: 'graphcut' -> 'center'"):
         assert key in res.stdout, key
-    assert (out / ".hydra" / "overrides.yaml").read_text() == original  # the resumed run's files go beside
-    assert len(list(out.glob(".hydra-resume-*/overrides.yaml"))) == 1
+    assert "Traceback" not in res.stdout  # the harness's message, alone
+    assert (out / ".hydra" / "overrides.yaml").read_text() == original
+    assert not list(out.glob(".hydra-resume-*"))  # refused: nothing written
     res = run_cli(*overrides(images, ann, out, "run.resume=true"))  # the same settings resume
     assert res.returncode == 0, res.stdout[-3000:]
     assert json.loads((out / "metrics.json").read_text())["rank0_batches_done"] == 2
+    assert (out / ".hydra" / "overrides.yaml").read_text() == original  # the resumed run's files go beside
+    assert len(list(out.glob(".hydra-resume-*/overrides.yaml"))) == 1
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
-@pytest.mark.parametrize("workers_setting, n_workers", [("dataset.num_workers=2", 2), ("segmentation.workers=1", 1)],
+@pytest.mark.parametrize("workers_setting, n_workers", [("engine.loader_workers=2", 2), ("engine.segmentation_workers=1", 1)],
                          ids=["loader", "segmentation"])
 def test_workers_die_with_a_killed_run(tmp_path, small_set, workers_setting, n_workers):
     images, ann = small_set

@@ -7,7 +7,13 @@ import pytest
 from wsol_bench.boxes import Box
 from wsol_bench.data.predictions import predictions_table
 from wsol_bench.pipeline.records import ImageRecord, failed_record
-from wsol_bench.pipeline.store import part_path, prepare_records_dir, read_part, read_parts, write_part
+from wsol_bench.pipeline.store import (
+    part_path,
+    prepare_records_dir,
+    read_part,
+    read_parts,
+    write_part,
+)
 
 
 def record(i: int) -> ImageRecord:

@@ -6,11 +6,17 @@ import json
 import warnings
 from pathlib import Path
 
-import pytest
 import yaml
 from PIL import Image
 
-from wsol_bench.reports.sweep import BOOKKEEPING_KEYS, collect_sweep, default_x, is_bookkeeping, plot_sweep, swept_keys
+from wsol_bench.reports.sweep import (
+    BOOKKEEPING_KEYS,
+    collect_sweep,
+    default_x,
+    is_bookkeeping,
+    plot_sweep,
+    swept_keys,
+)
 
 
 def _run(folder: Path, config: dict, overrides: list[str], top5: float | None = 0.4) -> Path:
@@ -38,8 +44,8 @@ def _config(n: int, limit: int, fg: float, method: str = "graphcut") -> dict:
 
 
 def test_bookkeeping_keys_are_one_documented_list():
-    for key in ("run.figures", "run.save_maps", "run.progress", "run.resume", "run.processes", "saliency.cache",
-                "saliency.cache_dir", "saliency.batch_images", "segmentation.workers", "dataset.num_workers",
+    for key in ("run.figures", "run.save_maps", "run.progress", "run.resume", "run.processes", "engine.cache",
+                "engine.cache_dir", "engine.batch_images", "engine.segmentation_workers", "engine.loader_workers",
                 "hydra.run.dir", "hydra/launcher", "engine.anything.at_all"):
         assert is_bookkeeping(key), key
     for key in ("dataset.limit", "segmentation.fg_quantile", "saliency.method", "segmentation", "model.name",
@@ -62,7 +68,7 @@ def test_runs_are_compared_by_the_settings_that_change_results(tmp_path):
     (multirun / "multirun.yaml").write_text("{}")
     for n, (limit, fg) in enumerate([(10, 0.9), (20, 0.95)]):
         _run(multirun / str(n), _config(n, limit, fg),
-             [f"dataset.limit={limit}", f"run.figures={n}", f"hydra.run.dir=x{n}", f"segmentation.workers={n}",
+             [f"dataset.limit={limit}", f"run.figures={n}", f"hydra.run.dir=x{n}", f"engine.segmentation_workers={n}",
               f"segmentation.fg_quantile={fg}", "hydra/launcher=slurm"])
     table = collect_sweep(multirun)
     assert swept_keys(table) == ["dataset.limit", "segmentation.fg_quantile"]

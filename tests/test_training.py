@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from wsol_bench.distributed import DistInfo
 from wsol_bench.training.data import (
     ClassFolderDataset,
     class_list_for,
@@ -21,7 +22,6 @@ from wsol_bench.training.data import (
     find_train_dir,
     train_transform,
 )
-from wsol_bench.distributed import DistInfo
 from wsol_bench.training.loop import _lr_lambda, fit, load_checkpoint
 from wsol_bench.training.synthetic import make_synthetic_dataset, synthetic_wnid
 

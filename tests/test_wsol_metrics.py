@@ -14,7 +14,12 @@ import pytest
 import yaml
 
 from wsol_bench.boxes import Box, ImageAnnotation
-from wsol_bench.data.scoremaps import read_metadata, read_scoremap, write_metadata, write_scoremap
+from wsol_bench.data.scoremaps import (
+    read_metadata,
+    read_scoremap,
+    write_metadata,
+    write_scoremap,
+)
 from wsol_bench.frames import wsol_scoremap
 from wsol_bench.metrics import METRICS, ImageResult, MapSample
 from wsol_bench.metrics.maxboxacc import (
@@ -27,8 +32,6 @@ from wsol_bench.metrics.maxboxacc import (
     resize_gt_box,
     threshold_hits,
 )
-from wsol_bench.metrics.scoring import score_maps
-from wsol_bench.reports.sections import section_of
 from wsol_bench.metrics.pointing_game import (
     PointingGame,
     point_hits,
@@ -36,6 +39,8 @@ from wsol_bench.metrics.pointing_game import (
     pointing_point,
     torchray_resize,
 )
+from wsol_bench.metrics.scoring import score_maps
+from wsol_bench.reports.sections import section_of
 
 REPO = Path(__file__).resolve().parent.parent
 CLS = "n01440764"  # class 0 in sorted-WNID order

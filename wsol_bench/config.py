@@ -1,17 +1,71 @@
 """The Hydra configuration schema (the only module besides the task runners that knows Hydra).
 
-Every YAML file under ``conf/`` is merged onto these dataclasses, so a misspelt key or a
-value of the wrong type in a typed section fails in Hydra with a message naming the key.
-The ``saliency``, ``segmentation`` and ``evaluation`` sections are open mappings: their
-keys depend on the chosen method (``conf/saliency/<method>.yaml`` lists them), and
-:mod:`wsol_bench.tasks.factory` checks every key, type and range against the method's
-own parameter dataclass before any model or data is loaded.
+Every YAML file under ``conf/`` is merged onto this schema. The typed sections are the
+parts' own parameter dataclasses, translated here for Hydra (:func:`schema_of`), so each
+setting has one home, its dataclass (with its default and its range check): ``dataset``
+(:class:`~wsol_bench.data.sources.DatasetSpec`), ``model`` (:class:`~wsol_bench.models.ModelSpec`),
+``tta`` (:class:`~wsol_bench.saliency.CropSettings`: the paper's crops and the top-k
+classes), ``engine`` (:class:`~wsol_bench.pipeline.settings.EngineSettings`), ``run``
+(:class:`~wsol_bench.pipeline.settings.RunSettings`). A misspelt key there fails in Hydra
+naming the key. The ``saliency``, ``segmentation`` and ``evaluation`` sections are open
+mappings whose keys depend on the chosen method (``conf/saliency/<method>.yaml`` lists
+them); :mod:`wsol_bench.tasks.factory` checks every key, type and range against the
+method's own parameter dataclass before any model or data is loaded, with a message naming
+the key and what is allowed (no ``+`` is needed to set a method's parameter).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Optional
+
+from wsol_bench.data.sources import DatasetSpec
+from wsol_bench.models import ModelSpec
+from wsol_bench.pipeline.settings import EngineSettings, RunSettings
+from wsol_bench.saliency.image_saliency import CropSettings
+
+#: the sections whose keys depend on the chosen method (open to new keys, checked by the factory)
+OPEN_SECTIONS = ("saliency", "segmentation", "evaluation")
+
+
+def _schema_type(hint: Any) -> Any:
+    """A type annotation as OmegaConf understands it (tuples as lists, anything else
+    OmegaConf cannot check, such as unions and literals, as ``Any``)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint in (bool, int, float, str):
+        return hint
+    if origin in (typing.Union, types.UnionType):
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1 and len(rest) < len(args):
+            inner = _schema_type(rest[0])
+            return Any if inner is Any else Optional[inner]
+        return Any
+    if origin in (tuple, list):
+        item = args[0] if args and args[0] is not Ellipsis else Any
+        item = _schema_type(item)
+        return list[item] if item in (bool, int, float, str) else list[Any]
+    return Any
+
+
+def schema_of(cls: type) -> type:
+    """A Hydra structured-config class with the init fields and defaults of the parameter
+    dataclass ``cls`` (frozen dataclasses and tuples are not Hydra's; the checks stay in ``cls``)."""
+    hints = typing.get_type_hints(cls)
+    fields = []
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        kind = _schema_type(hints[f.name])
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+            value = field(default_factory=lambda d=default: list(d)) if isinstance(default, tuple) else field(default=default)
+        else:
+            value = field(default_factory=f.default_factory)  # type: ignore[arg-type]
+        fields.append((f.name, kind, value))
+    return dataclasses.make_dataclass(f"{cls.__name__}Schema", fields)
 
 
 @dataclass
@@ -22,60 +76,12 @@ class TaskConfig:
 
 
 @dataclass
-class DatasetConfig:
-    """Where images and ground truth live (:class:`wsol_bench.data.sources.DatasetSpec`)."""
-
-    name: str = "demo"
-    root: Optional[str] = None
-    images: Optional[str] = None
-    annotations: Optional[str] = None
-    solution_csv: Optional[str] = None
-    synset_mapping: Optional[str] = None
-    devkit_meta: Optional[str] = None
-    devkit_labels: Optional[str] = None
-    blacklist: Optional[str] = None
-    limit: Optional[int] = None
-    image_ids: Optional[list[str]] = None
-    max_pixels: Optional[int] = 178_956_970  # larger images are recorded as failed (null: no limit)
-    num_workers: Optional[int] = None  # DataLoader decode/resize processes per rank; null: 0 on a CPU, 2 on a GPU
-    demo_dir: str = "outputs/.demo_images"  # where the demo photographs are copied (dataset=demo)
-
-
-@dataclass
-class ModelConfig:
-    """The classifier (:class:`wsol_bench.models.ModelSpec`)."""
-
-    name: str = "efficientnet_lite0"
-    arch: Optional[str] = None
-    factory: Optional[str] = None
-    weights: Optional[str] = None
-    allow_download: bool = False
-    num_classes: int = 1000
-    seed: int = 0
-    device: str = "auto"
-    mean: Optional[list[float]] = None
-    std: Optional[list[float]] = None
-    target_layer: Optional[str] = None
-
-
-@dataclass
 class EvaluateConfig:
     """``task=evaluate``: score an existing prediction file."""
 
     predictions: Optional[str] = None
     format: str = "csv"  # csv | devkit | devkit_cls | scoremaps
     missing: str = "error"  # images without a guess: error | wrong (the devkit's) | skip
-
-
-@dataclass
-class RunConfig:
-    """Per-run behaviour of the localisation runner."""
-
-    resume: bool = False
-    figures: int = 8  # figures for the first N images
-    progress: bool = True
-    save_maps: bool = False  # write scoremaps/<image_id>.npy + metadata (wsolevaluation's layout)
-    processes: str = "auto"  # auto (every core, or every GPU) | N ranks (wsol_bench.pipeline.launch)
 
 
 @dataclass
@@ -124,34 +130,33 @@ class SweepConfig:
 
     dir: Optional[str] = None  # a multirun folder, a folder of runs (outputs/localise) or one run
     dirs: Optional[list[str]] = None  # or several of those (outputs go into this task's run folder)
-    x: Optional[str] = None  # the setting to plot on the x axis (default: first swept key)
+    x: Optional[str] = None  # the setting to plot on the x axis (default: a swept setting of the method, numeric first)
+
+
+DatasetSchema = schema_of(DatasetSpec)
+ModelSchema = schema_of(ModelSpec)
+TtaSchema = schema_of(CropSettings)
+EngineSchema = schema_of(EngineSettings)
+RunSchema = schema_of(RunSettings)
 
 
 @dataclass
 class Config:
     task: TaskConfig = field(default_factory=TaskConfig)
-    dataset: DatasetConfig = field(default_factory=DatasetConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    dataset: Any = field(default_factory=DatasetSchema)
+    model: Any = field(default_factory=ModelSchema)
     saliency: dict[str, Any] = field(default_factory=dict)
+    tta: Any = field(default_factory=TtaSchema)
     segmentation: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
+    engine: Any = field(default_factory=EngineSchema)
+    run: Any = field(default_factory=RunSchema)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
-    run: RunConfig = field(default_factory=RunConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     class_model: ClassModelConfig = field(default_factory=ClassModelConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     run_dir: Optional[str] = None  # task=figures: the run whose figures to redraw
     runs: Optional[list[str]] = None  # task=figures: runs whose maps to compare side by side
-
-
-def hydra_output_subdir(resume: object) -> str:
-    """Where Hydra writes its ``.hydra`` files: ``.hydra`` for a new run; beside it,
-    ``.hydra-resume-<time>``, for a resumed one, so the original run's config is kept."""
-    import datetime
-
-    if str(resume).lower() in ("true", "1"):
-        return ".hydra-resume-" + datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    return ".hydra"
 
 
 RANK_DIR_PREFIX = "wsol_bench_rank"
@@ -170,13 +175,30 @@ def hydra_run_dir(path: str) -> str:
     return os.path.join(tempfile.gettempdir(), f"{RANK_DIR_PREFIX}{rank}_{os.getpid()}")
 
 
+def shared_path(relative: str) -> str:
+    """``${wsol_shared:PATH}``: ``PATH`` inside the shared data folder, absolute: the folder
+    ``$WSOL_BENCH_SHARED`` names, else ``../shared`` beside the checkout this package runs
+    from (``dataset=shared_sample`` works from any directory)."""
+    import os
+    from pathlib import Path
+
+    base = os.environ.get("WSOL_BENCH_SHARED")
+    if not base:
+        checkout = Path(__file__).resolve().parents[1]
+        base = str(checkout.parent / "shared") if (checkout / "pyproject.toml").is_file() else "../shared"
+    return os.path.abspath(os.path.join(base, relative))
+
+
 def register_configs() -> None:
     """Register the schema as ``wsol_bench_schema`` (first entry of conf/config.yaml's
     defaults) and the resolvers the Hydra settings use."""
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
-    ConfigStore.instance().store(name="wsol_bench_schema", node=Config)
-    for name, resolver in (("wsol_hydra_subdir", hydra_output_subdir), ("wsol_run_dir", hydra_run_dir)):
+    schema = OmegaConf.structured(Config)
+    for key in OPEN_SECTIONS:  # a method's parameter needs no "+" (the factory checks it)
+        OmegaConf.set_struct(schema[key], False)
+    ConfigStore.instance().store(name="wsol_bench_schema", node=schema)
+    for name, resolver in (("wsol_run_dir", hydra_run_dir), ("wsol_shared", shared_path)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)

@@ -124,6 +124,8 @@ def _type_name(hint: Any) -> str:
     names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         return " or ".join("null" if a is type(None) else _type_name(a) for a in typing.get_args(hint))
+    if typing.get_origin(hint) is typing.Literal:
+        return " or ".join(repr(a) for a in typing.get_args(hint))
     return names.get(hint, getattr(hint, "__name__", str(hint)))
 
 

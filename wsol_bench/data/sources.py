@@ -30,6 +30,7 @@ from wsol_bench.data.ground_truth import (
     read_solution_csv,
     select,
 )
+from wsol_bench.data.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, sort_folder
 from wsol_bench.data.synsets import (
     SynsetTable,
     default_synsets,
@@ -37,7 +38,6 @@ from wsol_bench.data.synsets import (
     read_devkit_meta,
     read_synset_mapping,
 )
-from wsol_bench.data.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, sort_folder
 from wsol_bench.registry import require
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,7 @@ class DatasetSpec:
     limit: int | None = None  # keep the first N images (sorted file-name order)
     image_ids: tuple[str, ...] | None = None  # keep exactly these image ids
     max_pixels: int | None = DEFAULT_MAX_PIXELS  # larger images are recorded as failed (None: no limit)
+    demo_dir: str = "outputs/.demo_images"  # where name=demo copies its photographs (a folder the harness owns)
 
     def __post_init__(self) -> None:
         require(self.limit is None or self.limit >= 1, "limit", self.limit, "null or >= 1")

@@ -27,7 +27,12 @@ import numpy as np
 import pandas as pd
 
 from wsol_bench.boxes import ImageAnnotation, iou_inclusive
-from wsol_bench.data.predictions import BOX_COLUMNS, PREDICTION_COLUMNS, gt_known_table, predictions_table
+from wsol_bench.data.predictions import (
+    BOX_COLUMNS,
+    PREDICTION_COLUMNS,
+    gt_known_table,
+    predictions_table,
+)
 from wsol_bench.metrics.base import Evaluator, ImageResult
 from wsol_bench.metrics.intervals import wilson_interval
 from wsol_bench.registry import require

@@ -30,7 +30,6 @@ from typing import Any
 
 import torch
 
-from wsol_bench.registry import Registry, require
 from wsol_bench.models.weights import (  # noqa: F401  (re-exported)
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -40,6 +39,7 @@ from wsol_bench.models.weights import (  # noqa: F401  (re-exported)
     random_weights_id,
     seeded,
 )
+from wsol_bench.registry import Registry, require
 
 Triple = tuple[float, float, float]
 

@@ -15,7 +15,14 @@ import inspect
 import torch
 
 from wsol_bench.models import Classifier, ModelSpec
-from wsol_bench.models.weights import IMAGENET_MEAN, IMAGENET_STD, file_weights_id, load_weights_into, seeded, state_digest
+from wsol_bench.models.weights import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    file_weights_id,
+    load_weights_into,
+    seeded,
+    state_digest,
+)
 from wsol_bench.registry import Registry
 
 

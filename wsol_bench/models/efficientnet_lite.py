@@ -22,7 +22,12 @@ from pathlib import Path
 import torch
 
 from wsol_bench.models import Classifier, ModelSpec
-from wsol_bench.models.weights import file_weights_id, load_state_dict_file, random_weights_id, seeded
+from wsol_bench.models.weights import (
+    file_weights_id,
+    load_state_dict_file,
+    random_weights_id,
+    seeded,
+)
 
 VARIANTS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 NORMALISATION = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))

@@ -37,7 +37,14 @@ import torch
 from torch import nn
 
 from wsol_bench.models import Classifier, ModelSpec
-from wsol_bench.models.weights import IMAGENET_MEAN, IMAGENET_STD, file_weights_id, load_weights_into, random_weights_id, seeded
+from wsol_bench.models.weights import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    file_weights_id,
+    load_weights_into,
+    random_weights_id,
+    seeded,
+)
 
 NORMALISATION = (IMAGENET_MEAN, IMAGENET_STD)
 TARGET_LAYER = "features.13"  # the ReLU after conv5, before pool5

@@ -32,49 +32,38 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from wsol_bench.boxes import Box, ImageAnnotation
-from wsol_bench.data.images import ImageDataset, LoadedImage, collate_images, die_with_parent
+from wsol_bench.data.images import (
+    ImageDataset,
+    LoadedImage,
+    collate_images,
+    die_with_parent,
+)
 from wsol_bench.data.scoremaps import write_scoremap
 from wsol_bench.data.sources import EvaluationSet
 from wsol_bench.distributed import DistInfo
-from wsol_bench.frames import resize_shorter_side
 from wsol_bench.files import OutputError
+from wsol_bench.frames import resize_shorter_side
 from wsol_bench.metrics.base import Evaluator, MapSample
 from wsol_bench.metrics.scoring import metric_states
 from wsol_bench.models import Classifier
-from wsol_bench.pipeline.launch import usable_cores
 from wsol_bench.pipeline.records import OK, SIZE_MISMATCH, ImageRecord, failed_record
+from wsol_bench.pipeline.settings import EngineSettings, RunSettings
 from wsol_bench.pipeline.store import read_parts, write_part
-from wsol_bench.registry import params_dict, require
-from wsol_bench.saliency import CropSettings, SaliencyMethod, SaliencyResult, image_saliency
+from wsol_bench.registry import params_dict
+from wsol_bench.saliency import (
+    CropSettings,
+    SaliencyMethod,
+    SaliencyResult,
+    image_saliency,
+)
 from wsol_bench.saliency.base import SaliencyContractError, method_label
 from wsol_bench.saliency.cache import SaliencyCache
 from wsol_bench.saliency.image_saliency import ModelOutputError
 from wsol_bench.segmentation import BoxExtractor, localise_image
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    """How the engine runs (none of this changes a result)."""
-
-    batch_images: int = 1  # images per saliency call: the unit of sharding and resume
-    segmentation_workers: int = 0  # processes segmenting beside saliency (0: the main process)
-    loader_workers: int = 2  # DataLoader processes decoding and resizing images
-    cache_dir: str | None = "outputs/.saliency_cache"  # None: no saliency cache
-    figures: int = 8  # keep the arrays of the first N images for figures
-    scoremaps_dir: str | None = None  # write each image's ground-truth-class map here (wsolevaluation's layout)
-    progress: bool = True
-    resume: bool = False
-
-    def __post_init__(self) -> None:
-        require(self.batch_images >= 1, "batch_images", self.batch_images, ">= 1")
-        require(self.segmentation_workers >= 0, "segmentation_workers", self.segmentation_workers, ">= 0")
-        require(self.loader_workers >= 0, "loader_workers", self.loader_workers, ">= 0")
-        require(self.figures >= 0, "figures", self.figures, ">= 0")
 
 
 @dataclass(frozen=True)
@@ -177,12 +166,12 @@ class _Run:
 
     data: EvaluationSet
     pipeline: Pipeline
-    settings: EngineSettings
+    figures: int
+    scoremaps_dir: str | None
     cache: SaliencyCache | None
     executor: Executor
     records_dir: Path
     on_batch: Callable[[list[ImageRecord], dict[int, SaliencyResult]], None] | None
-    progress: Any
 
     def start_batch(self, batch_no: int, images: Sequence[LoadedImage]) -> _PendingBatch:
         """Saliency for the readable images of a batch, the states of the metrics that need the
@@ -238,7 +227,7 @@ class _Run:
                                [data.synsets.wnid(int(c)) for c in res.classes], res.maps, im.resized)
             model_states = metric_states(model_metrics, replace(sample, classifier=pipe.classifier))
             futures[im.index] = (self.executor.submit(image_outputs, pipe.extractor, pipe.evaluators, sample,
-                                                      self.settings.scoremaps_dir), model_states)
+                                                      self.scoremaps_dir), model_states)
         return _PendingBatch(batch_no, list(images), results, futures, gt_classes, saliency_seconds,
                              {im.index for im in todo}, mismatched, failed)
 
@@ -273,12 +262,11 @@ class _Run:
             timings.update(saliency=p.saliency_seconds if im.index in p.computed else 0.0, segmentation=boxes.seconds)
             records.append(_record(im, res, boxes, p.gt_classes[im.index], self.pipeline.crops.top_k,
                                    self.data, timings))
-            if im.index < self.settings.figures:
+            if im.index < self.figures:
                 kept[im.index] = res
         write_part(self.records_dir, p.batch_no, records)
         if self.on_batch is not None:
             self.on_batch(records, kept)
-        self.progress.update(len(p.images))
 
 
 def _size_mismatch(im: LoadedImage, annotation: ImageAnnotation) -> str | None:
@@ -318,27 +306,29 @@ def _record(im: LoadedImage, res: SaliencyResult, boxes: ImageBoxes, gt_class: i
 def localise_dataset(
     data: EvaluationSet,
     pipeline: Pipeline,
-    settings: EngineSettings,
+    engine: EngineSettings,
+    run: RunSettings,
     records_dir: Path,
     info: DistInfo = DistInfo(),
+    scoremaps_dir: str | None = None,
     on_batch: Callable[[list[ImageRecord], dict[int, SaliencyResult]], None] | None = None,
 ) -> dict[str, int]:
     """Process this rank's batches that have no valid part in ``records_dir``.
 
-    ``on_batch`` receives each finished batch's records and, for images whose index is
-    below ``settings.figures``, their arrays (for figures). Returns counters: batches done
+    ``scoremaps_dir``: export each image's ground-truth class map there (wsolevaluation's
+    layout). ``on_batch`` receives each finished batch's records and, for images whose index
+    is below ``run.figures``, their arrays (for figures). Returns counters: batches done
     now, batches skipped (already done), saliency cache hits and misses.
     """
-    batches = global_batches(len(data.image_ids), settings.batch_images)
-    done = set(read_parts(records_dir)) if settings.resume else set()
+    batches = global_batches(len(data.image_ids), engine.batch_images)
+    done = set(read_parts(records_dir)) if run.resume else set()
     mine = [b for b in range(len(batches)) if info.owns(b) and b not in done]
     skipped = sum(1 for b in range(len(batches)) if info.owns(b) and b in done)
     log.info("rank %d/%d: %d batches to do, %d already done", info.rank, info.world_size, len(mine), skipped)
 
-    if pipeline.classifier.device.type == "cpu" and info.world_size > 1:
-        torch.set_num_threads(max(1, usable_cores() // info.world_size))  # affinity and cgroup quota respected
-    cacheable = settings.cache_dir and pipeline.method.cacheable  # objects and lambdas say nothing stable
-    cache = SaliencyCache(settings.cache_dir, pipeline.saliency_namespace()) if cacheable else None
+    device = pipeline.classifier.device
+    cacheable = engine.cache and pipeline.method.cacheable  # objects and lambdas say nothing stable
+    cache = SaliencyCache(engine.cache_dir, pipeline.saliency_namespace()) if cacheable else None
 
     items = [(i, data.image_ids[i], data.image_paths[data.image_ids[i]]) for b in mine for i in batches[b]]
     dataset = ImageDataset(items, partial(resize_shorter_side, size=pipeline.crops.resize), data.max_pixels)
@@ -346,31 +336,30 @@ def localise_dataset(
     for b in mine:
         sampler.append(list(range(pos, pos + len(batches[b]))))
         pos += len(batches[b])
-    workers = settings.loader_workers
+    workers = engine.resolved_loader_workers(device)
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, num_workers=workers, collate_fn=collate_images,
-        pin_memory=pipeline.classifier.device.type == "cuda",  # page-locked images: asynchronous copies
+        pin_memory=device.type == "cuda",  # page-locked images: asynchronous copies
         multiprocessing_context="spawn" if workers else None, persistent_workers=False,
         worker_init_fn=die_with_parent if workers else None,
     )
+    segmentation_workers = engine.resolved_segmentation_workers(device, info.world_size)
     executor: Executor = (
-        ProcessPoolExecutor(settings.segmentation_workers, mp_context=multiprocessing.get_context("spawn"),
+        ProcessPoolExecutor(segmentation_workers, mp_context=multiprocessing.get_context("spawn"),
                             initializer=die_with_parent)
-        if settings.segmentation_workers > 0
+        if segmentation_workers > 0
         else InlineExecutor()
     )
-    progress = tqdm(total=len(items), desc=f"rank {info.rank}", disable=not settings.progress, unit="img")
-    run = _Run(data, pipeline, settings, cache, executor, records_dir, on_batch, progress)
+    state = _Run(data, pipeline, run.figures, scoremaps_dir, cache, executor, records_dir, on_batch)
     pending: deque[_PendingBatch] = deque()
     try:
         for batch_no, batch in zip(mine, loader):
-            pending.append(run.start_batch(batch_no, batch))
+            pending.append(state.start_batch(batch_no, batch))
             while len(pending) > 1 or (pending and all(f.done() for f, _ in pending[0].futures.values())):
-                run.finish_batch(pending.popleft())
+                state.finish_batch(pending.popleft())
         while pending:
-            run.finish_batch(pending.popleft())
+            state.finish_batch(pending.popleft())
     finally:
-        progress.close()
         executor.shutdown(wait=True, cancel_futures=True)
     return {"batches_done": len(mine), "batches_skipped": skipped, "cache_hits": cache.hits if cache else 0,
             "cache_misses": cache.misses if cache else 0}

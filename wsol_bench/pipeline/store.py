@@ -8,18 +8,25 @@ edited, corrupt) is ignored and its batch is redone. Part names depend only on t
 batch number, so any number of ranks can share the folder and a run can be resumed with a
 different number of processes.
 
-``records/manifest.json`` holds everything a record depends on (the run's identity: data,
-model and weights, saliency method and parameters, crops, box extractor and parameters,
-evaluator settings, batching). A resumed run whose identity differs in any key is refused
-with the list of differing keys, so a run never mixes settings.
+``records/manifest.json`` holds everything a record depends on (the run's identity: data
+and the images' sizes and times, model and weights, saliency method and parameters, crops,
+box extractor and parameters, evaluator settings, batching, score-map export). A resumed
+run whose identity differs in any key is refused with the list of differing keys, so a
+run never mixes settings. :func:`run_lock` keeps a second run out of the folder while one
+is running.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Mapping
+import os
+import socket
+import time
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +110,8 @@ def prepare_records_dir(records_dir: Path, identity: Mapping[str, Any], resume: 
             raise ValueError(f"{manifest}: unreadable or corrupt ({err}); start a new run") from None
         old, new = flatten(found), flatten(identity)
         differing = sorted(k for k in old.keys() | new.keys() if old.get(k, "<unset>") != new.get(k, "<unset>"))
+        renamed = {k.removesuffix(".name") for k in differing if k.endswith(".name")}  # another part: not its params
+        differing = [k for k in differing if not any(k.startswith(f"{part}.params.") for part in renamed)]
         if differing:
             shown = "; ".join(f"{k}: {old.get(k, '<unset>')!r} -> {new.get(k, '<unset>')!r}" for k in differing[:12])
             more = f" (and {len(differing) - 12} more)" if len(differing) > 12 else ""
@@ -110,3 +119,33 @@ def prepare_records_dir(records_dir: Path, identity: Mapping[str, Any], resume: 
                              f"settings: {shown}{more}. Resume with the original settings, or start a new run")
         return
     atomic_write(manifest, json.dumps(identity, indent=1, sort_keys=True) + "\n")
+
+
+LOCK = ".lock"
+
+
+class RunLocked(RuntimeError):
+    """Another run holds the run folder."""
+
+
+@contextlib.contextmanager
+def run_lock(directory: Path, what: str) -> Iterator[None]:
+    """Hold ``directory/.lock`` exclusively (``fcntl.flock``) while the body runs: a second run
+    writing into the same folder at once is refused, naming the holder (its process, host,
+    start time and ``what``). The lock is released when the holder exits, however it ends."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
+            raise RunLocked(f"{directory} is in use by another run ({holder}); wait for it to end or choose another "
+                            "hydra.run.dir") from None
+        info = f"pid {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}: {what}"
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, info.encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock

@@ -51,7 +51,13 @@ def write_run_figures(
     """Draw the run's figures for its first ``count`` localised images (see the module docstring)."""
     from wsol_bench.figures import save_figure
     from wsol_bench.figures.localisation import save_localisation_figure, score_guesses
-    from wsol_bench.figures.paper import ImageMap, SegmentationRow, class_caption, paper_figure2, paper_figure3
+    from wsol_bench.figures.paper import (
+        ImageMap,
+        SegmentationRow,
+        class_caption,
+        paper_figure2,
+        paper_figure3,
+    )
     from wsol_bench.figures.saliency import save_saliency_figure
 
     names = data.synsets.name

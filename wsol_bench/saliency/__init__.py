@@ -16,9 +16,19 @@ from typing import Any
 
 from wsol_bench.registry import Registry, make_params
 from wsol_bench.saliency.adapters import as_method
-from wsol_bench.saliency.base import SaliencyMethod, SaliencyStep, TargetwiseMethod, attribution_maps
+from wsol_bench.saliency.base import (
+    SaliencyMethod,
+    SaliencyStep,
+    TargetwiseMethod,
+    attribution_maps,
+)
 from wsol_bench.saliency.crops import CropWindow, crop_windows, paste_maps
-from wsol_bench.saliency.image_saliency import CropSettings, SaliencyResult, image_saliency, select_classes
+from wsol_bench.saliency.image_saliency import (
+    CropSettings,
+    SaliencyResult,
+    image_saliency,
+    select_classes,
+)
 from wsol_bench.saliency.noise_tunnel import NoiseTunnel
 
 #: ``saliency.method`` -> the method's class (a frozen dataclass of its parameters).

@@ -47,7 +47,12 @@ import torch
 from wsol_bench.models import Classifier
 from wsol_bench.registry import make_params
 from wsol_bench.saliency.backprop import upsample
-from wsol_bench.saliency.base import SaliencyContractError, SaliencyMethod, TargetwiseMethod, max_abs_over_channels
+from wsol_bench.saliency.base import (
+    SaliencyContractError,
+    SaliencyMethod,
+    TargetwiseMethod,
+    max_abs_over_channels,
+)
 
 
 def import_path(obj: object) -> str:

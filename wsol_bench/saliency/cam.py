@@ -27,7 +27,12 @@ import torch
 from torch import nn
 
 from wsol_bench.models import Classifier
-from wsol_bench.saliency.backprop import captured_outputs, check_scores, model_layout, upsample
+from wsol_bench.saliency.backprop import (
+    captured_outputs,
+    check_scores,
+    model_layout,
+    upsample,
+)
 from wsol_bench.saliency.base import SaliencyMethod, SaliencyStep
 
 RTOL = 1e-4  # of the largest |logit|, for the head check

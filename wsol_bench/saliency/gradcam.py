@@ -22,7 +22,13 @@ from typing import ClassVar
 import torch
 
 from wsol_bench.models import Classifier
-from wsol_bench.saliency.backprop import BackwardStep, backward_step, captured_outputs, model_layout, upsample
+from wsol_bench.saliency.backprop import (
+    BackwardStep,
+    backward_step,
+    captured_outputs,
+    model_layout,
+    upsample,
+)
 from wsol_bench.saliency.base import SaliencyMethod
 
 

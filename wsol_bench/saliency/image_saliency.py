@@ -30,7 +30,12 @@ import torch
 from wsol_bench.models import Classifier
 from wsol_bench.registry import require
 from wsol_bench.saliency.base import SaliencyMethod, checked_maps
-from wsol_bench.saliency.crops import CROP_COUNTS, crop_tensors, crop_windows, paste_maps
+from wsol_bench.saliency.crops import (
+    CROP_COUNTS,
+    crop_tensors,
+    crop_windows,
+    paste_maps,
+)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,12 @@ import torch
 
 from wsol_bench.models import Classifier
 from wsol_bench.registry import require
-from wsol_bench.saliency.backprop import check_scores, clean_scores, model_layout, rank_gradients
+from wsol_bench.saliency.backprop import (
+    check_scores,
+    clean_scores,
+    model_layout,
+    rank_gradients,
+)
 from wsol_bench.saliency.base import SaliencyMethod, SaliencyStep, max_abs_over_channels
 
 

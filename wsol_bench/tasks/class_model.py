@@ -24,10 +24,14 @@ import torch
 from omegaconf import DictConfig
 
 from wsol_bench.data.synsets import default_synsets, read_synset_mapping
-from wsol_bench.visualisation.class_model import class_model_images, resolve_classes, to_rgb
 from wsol_bench.figures.grid import save_grid, save_images
 from wsol_bench.tasks import run_dir
 from wsol_bench.tasks.factory import model_spec
+from wsol_bench.visualisation.class_model import (
+    class_model_images,
+    resolve_classes,
+    to_rgb,
+)
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,11 @@ import logging
 from omegaconf import DictConfig
 from PIL import Image
 
-from wsol_bench.data.predictions import BOX_COLUMNS, read_devkit_predictions, read_predictions_csv
+from wsol_bench.data.predictions import (
+    BOX_COLUMNS,
+    read_devkit_predictions,
+    read_predictions_csv,
+)
 from wsol_bench.data.sources import EvaluationSet, load_evaluation_set
 from wsol_bench.files import atomic_write
 from wsol_bench.metrics.ilsvrc import IlsvrcLocalisation

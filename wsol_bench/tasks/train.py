@@ -28,6 +28,14 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from wsol_bench.distributed import (
+    barrier,
+    broadcast_object,
+    init_distributed,
+    shutdown_distributed,
+)
+from wsol_bench.tasks import run_dir
+from wsol_bench.tasks.factory import model_spec
 from wsol_bench.training.data import (
     ClassFolderDataset,
     class_list_for,
@@ -35,11 +43,8 @@ from wsol_bench.training.data import (
     find_train_dir,
     train_transform,
 )
-from wsol_bench.distributed import barrier, broadcast_object, init_distributed, shutdown_distributed
-from wsol_bench.tasks.factory import model_spec
 from wsol_bench.training.loop import checkpoint_dir, fit
 from wsol_bench.training.synthetic import make_synthetic_dataset
-from wsol_bench.tasks import run_dir
 
 log = logging.getLogger(__name__)
 
