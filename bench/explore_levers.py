@@ -10,6 +10,9 @@ Two steps, both on ``../shared/ilsvrc_val_sample`` (``--data``; the 200 images o
    ground truth: the ``logits`` step lists them), one ``.npz`` per image under
    ``--cache/<source>/`` (float32 maps, brought to the 256 frame bilinearly, the mean logits, the
    seconds the image took). ``logits`` must run first; ``costs`` prints seconds per image.
+   An ensemble source (:data:`ENSEMBLES`) goes through the harness's own
+   :func:`wsol_bench.saliency.ensemble.ensemble_saliency` and keeps its ranker's frame
+   (evaluate it with ``--frame`` set to the ranker's resize).
 2. ``evaluate --map SPEC ...``: boxes for each lever (map recipe, whose classes, one box per
    class or one class-agnostic box, box extractor settings from the harness's config) and the
    figures of the harness's evaluators (:class:`~wsol_bench.metrics.ilsvrc.IlsvrcLocalisation`:
@@ -36,6 +39,8 @@ MaxBoxAccV2 scores the map the GT-known box came from (the ground-truth class's 
     python bench/explore_levers.py compute cam_l0 cam_l0_s320
     python bench/explore_levers.py evaluate --map cam_l0 avg:cam_l0,cam_l0_s320 --boxes per_class top1 \\
         --seg segmentation.smooth_sigma=0 --grid segmentation.fg_quantile=0.8,0.9
+
+Every table of docs/levers.md comes from these commands (cache: /work/runs/levers_cache).
 """
 
 from __future__ import annotations
@@ -57,33 +62,34 @@ from scipy.ndimage import gaussian_filter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from wsol_bench.boxes import Box  # noqa: E402
-from wsol_bench.data.images import read_rgb  # noqa: E402
-from wsol_bench.data.sources import DatasetSpec, EvaluationSet, load_evaluation_set  # noqa: E402
-from wsol_bench.frames import resize_shorter_side, resized_shape  # noqa: E402
-from wsol_bench.metrics.base import ImageResult, MapSample  # noqa: E402
-from wsol_bench.metrics.ilsvrc import IlsvrcLocalisation  # noqa: E402
-from wsol_bench.metrics.maxboxacc import MaxBoxAcc  # noqa: E402
-from wsol_bench.metrics.scoring import run_evaluators  # noqa: E402
-from wsol_bench.models import Classifier  # noqa: E402
-from wsol_bench.saliency import CropSettings, SaliencyMethod, image_saliency  # noqa: E402
-from wsol_bench.saliency.backprop import (  # noqa: E402
+from wsol_bench.boxes import Box
+from wsol_bench.data.images import read_rgb
+from wsol_bench.data.sources import DatasetSpec, EvaluationSet, load_evaluation_set
+from wsol_bench.frames import resize_shorter_side, resized_shape
+from wsol_bench.metrics.base import ImageResult, MapSample
+from wsol_bench.metrics.ilsvrc import IlsvrcLocalisation
+from wsol_bench.metrics.maxboxacc import MaxBoxAcc
+from wsol_bench.metrics.scoring import run_evaluators
+from wsol_bench.models import Classifier
+from wsol_bench.saliency import CropSettings, SaliencyMethod, image_saliency
+from wsol_bench.saliency.backprop import (
     backward_step,
     captured_outputs,
     check_scores,
     model_layout,
     upsample,
 )
-from wsol_bench.saliency.base import SaliencyStep  # noqa: E402
-from wsol_bench.segmentation import localise_image  # noqa: E402
-from wsol_bench.segmentation.components import (  # noqa: E402
+from wsol_bench.saliency.base import SaliencyStep
+from wsol_bench.saliency.ensemble import combine_maps
+from wsol_bench.segmentation import localise_image
+from wsol_bench.segmentation.components import (
     TOO_FEW_SEEDS,
     fallback_localisation,
     mask_localisation,
     working_map,
 )
-from wsol_bench.segmentation.graphcut import GraphCut, min_cut  # noqa: E402
-from wsol_bench.segmentation.mixtures import log_likelihoods  # noqa: E402
+from wsol_bench.segmentation.graphcut import GraphCut, min_cut
+from wsol_bench.segmentation.mixtures import log_likelihoods
 
 BASE_RESIZE = 256  # the frame every map is brought to, and the frame the extractor segments
 TOP_K = 5
@@ -121,7 +127,7 @@ class GradCamPPX(SaliencyMethod):
 
 
 def _layer_step(classifier: Classifier, crops: torch.Tensor, combine):
-    name, layer = classifier.feature_module(crops.shape[-1])
+    _, layer = classifier.feature_module(crops.shape[-1])
     size = tuple(crops.shape[2:])
     held: dict[str, torch.Tensor] = {}
 
@@ -259,10 +265,16 @@ SOURCES: dict[str, Source] = {
     "gradient_l0_c2": Source("efficientnet_lite0", "gradient", crops=2),
 }
 
+#: harness-exact ensembles (:func:`wsol_bench.saliency.ensemble.ensemble_saliency`): name -> (ranker source,
+#: localiser sources); maps stored in the ranker's resized frame (evaluate them with ``--frame`` = its resize)
+ENSEMBLES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "ens_l2_l0s384": ("cam_l2", ("cam_l0_s384", "cam_l2")),
+}
+
 #: classifier name -> the source whose mean logits rank its classes (the run's own crops)
 CLASSIFIERS = {"l0": "cam_l0", "l2": "cam_l2", "mnv2": "cam_mnv2"}
 #: more class rankings for ``evaluate --classes`` (their own top-5 are in their own maps only)
-RANKINGS = {**CLASSIFIERS, "l0_s384": "cam_l0_s384", "l2_s384": "cam_l2_s384"}
+RANKINGS = {**CLASSIFIERS, "l0_s384": "cam_l0_s384", "l2_s384": "cam_l2_s384", "ens_l2_l0s384": "ens_l2_l0s384"}
 
 
 def make_method(name: str) -> SaliencyMethod:
@@ -354,6 +366,9 @@ def run_compute(args) -> None:
     data = load_data(data_root(args.data))
     need = needed_classes(args.cache, data)
     for name in args.sources:
+        if name in ENSEMBLES:
+            compute_ensemble(args, data, name)
+            continue
         src = SOURCES[name]
         folder = args.cache / name
         folder.mkdir(parents=True, exist_ok=True)
@@ -384,9 +399,46 @@ def run_compute(args) -> None:
         print(f"{name}: {done} images computed", flush=True)
 
 
+def compute_ensemble(args, data: EvaluationSet, name: str) -> None:
+    """An ensemble source through the harness's own function, maps in the ranker's frame."""
+    from wsol_bench.saliency.ensemble import Localiser, ensemble_saliency
+
+    def localiser(src_name: str) -> Localiser:
+        src = SOURCES[src_name]
+        return Localiser(make_method(src.method), load_classifier(src.model, src.layer),
+                         CropSettings(resize=src.resize, crop=src.crop, crops=src.crops, top_k=TOP_K))
+
+    ranker_name, members = ENSEMBLES[name]
+    ranker = localiser(ranker_name)
+    localisers = [ranker if m == ranker_name else localiser(m) for m in members]
+    folder = args.cache / name
+    folder.mkdir(parents=True, exist_ok=True)
+    gts = {i: data.synsets.index(data.ground_truth[i].label) for i in data.image_ids}
+    done = 0
+    for image_id in data.image_ids[args.start : args.stop]:
+        path = folder / f"{image_id}.npz"
+        if path.exists():
+            continue
+        rgb = read_rgb(data.image_paths[image_id])
+        start = time.perf_counter()
+        [res] = ensemble_saliency(ranker, localisers, [rgb], [[gts[image_id]]], num_classes=1000)
+        seconds = time.perf_counter() - start
+        np.savez(path.with_suffix(".tmp.npz"), logits=res.logits, classes=res.classes, maps=res.maps,
+                 seconds=seconds, n_classes=len(res.classes))
+        os.replace(path.with_suffix(".tmp.npz"), path)
+        done += 1
+    print(f"{name}: {done} images computed", flush=True)
+
+
+def _ranker_crops(name: str) -> tuple[int, int, int]:
+    r = SOURCES[ENSEMBLES[name][0]]
+    return r.resize, r.crop, r.crops
+
+
 def run_costs(args) -> None:
     print("source | model | method | resize / crop / crops | images | s per image | s per image and class")
-    for name, src in SOURCES.items():
+    for name in [*SOURCES, *ENSEMBLES]:
+        src = SOURCES.get(name) or Source("+".join(ENSEMBLES[name][1]), "ensemble", *_ranker_crops(name))
         files = sorted((args.cache / name).glob("ILSVRC*.npz"))
         if not files:
             continue
@@ -449,8 +501,8 @@ def recipe_map(spec: str, im: ImageMaps, cls: int) -> np.ndarray:
     if not rest:
         return im.map(spec, cls)
     parts = rest.split(",")
-    if kind == "avg":
-        return np.mean([_norm(im.map(p, cls)) for p in parts], axis=0)
+    if kind == "avg":  # the harness's combination (ensemble.combine_maps), maps already in the frame
+        return combine_maps([im.map(p, cls) for p in parts], im.frame).astype(np.float64)
     if kind == "sum":
         return np.mean([im.map(p, cls) for p in parts], axis=0)
     if kind == "gate":
@@ -483,12 +535,12 @@ def lever_maps(spec: str, boxes: str, im: ImageMaps, classes: list[int], probs: 
 
 
 def _score_images(job) -> list[dict]:
-    (items, specs, boxes_modes, extractors, classes_from, cache, synsets_wnid, ground_truth, gt_only) = job
+    (items, specs, boxes_modes, extractors, classes_from, cache, synsets_wnid, ground_truth, gt_only, frame_resize) = job
     maxbox = MaxBoxAcc()
     out = []
     for image_id, path in items:
         rgb = read_rgb(path)
-        resized = resize_shorter_side(rgb, BASE_RESIZE)
+        resized = resize_shorter_side(rgb, frame_resize)
         frame = resized.shape[:2]
         sources = {s for spec in specs for s in recipe_sources(spec)} | {classes_from}
         found = {}
@@ -536,7 +588,7 @@ def extractors_from(seg: list[str], grid: list[str]) -> tuple[list[str], list[tu
     combos = list(itertools.product(*(v.split(",") for v in values)))
     with initialize_config_dir(config_dir=str(Path(__file__).resolve().parent.parent / "conf"), version_base="1.3"):
         extractors = [box_extractor_from(compose(config_name="config", overrides=[
-            *seg, *(f"{k}={v}" for k, v in zip(keys, c))]))[0] for c in combos]
+            *seg, *(f"{k}={v}" for k, v in zip(keys, c))])) for c in combos]
     return list(keys), combos, extractors
 
 
@@ -550,7 +602,7 @@ def run_evaluate(args) -> None:
     start = time.perf_counter()
     chunks = [items[i :: args.processes] for i in range(args.processes)]
     jobs = [(c, args.map, args.boxes, extractors, RANKINGS[args.classes], args.cache, wnids,
-             data.ground_truth, args.gt_only) for c in chunks]
+             data.ground_truth, args.gt_only, args.frame) for c in chunks]
     if args.processes > 1:
         with ProcessPoolExecutor(args.processes) as pool:
             parts = list(pool.map(_score_images, jobs))
@@ -560,7 +612,7 @@ def run_evaluate(args) -> None:
     elapsed = time.perf_counter() - start
     halves = [(f"1-{args.split}", ids[: args.split]), (f"{args.split + 1}-{len(ids)}", ids[args.split :])]
     seg = " ".join(args.seg) or "(graphcut defaults)"
-    print(f"{len(ids)} images, classes from {args.classes}, extractor {seg}, {elapsed:.0f} s")
+    print(f"{len(ids)} images, classes from {args.classes}, extractor {seg}, frame {args.frame}, {elapsed:.0f} s")
     head = ["map", "boxes", *keys, "images", "top-1 loc.", "top-5 loc.", "GT-known loc.", "MaxBoxAccV2",
             "MaxBoxAcc IoU 50 (all boxes)"]
     print("| " + " | ".join(head) + " |")
@@ -602,7 +654,7 @@ def main() -> None:
     sub = parser.add_subparsers(dest="step", required=True)
     sub.add_parser("logits")
     p = sub.add_parser("compute")
-    p.add_argument("sources", nargs="+", choices=sorted(SOURCES))
+    p.add_argument("sources", nargs="+", choices=sorted([*SOURCES, *ENSEMBLES]))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--start", type=int, default=0)
     p.add_argument("--stop", type=int, default=None)
@@ -615,6 +667,8 @@ def main() -> None:
     p.add_argument("--grid", nargs="*", default=[], help="key=v1,v2 ... extractor settings")
     p.add_argument("--processes", type=int, default=2)
     p.add_argument("--split", type=int, default=100)
+    p.add_argument("--frame", type=int, default=BASE_RESIZE,
+                   help="shorter side of the frame the boxes are made in (maps are brought to it)")
     p.add_argument("--gt-only", action="store_true", help="per_class: only the ground-truth class's box (fast)")
     args = parser.parse_args()
     {"logits": run_logits, "compute": run_compute, "costs": run_costs, "evaluate": run_evaluate}[args.step](args)
