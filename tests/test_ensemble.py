@@ -1,0 +1,96 @@
+"""Maps from localisers other than the classifier (wsol_bench.saliency.ensemble), against
+independent computations: torch's bilinear resampling for the frames, and separate
+image_saliency calls for the maps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from wsol_bench.frames import resize_shorter_side
+from wsol_bench.models import Classifier
+from wsol_bench.saliency import CropSettings, image_saliency, saliency_method
+from wsol_bench.saliency.ensemble import Localiser, combine_maps, ensemble_saliency
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def gap_net(seed: int, num_classes: int = 7) -> Classifier:
+    """conv-ReLU-conv(stride 2)-ReLU, global average pooling, linear (a CAM head); eval mode."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, num_classes)).eval()
+    return Classifier(module=net, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), name=f"gap{seed}",
+                      weights_id=f"random:seed{seed}", target_layer="3")
+
+
+def torch_bilinear(m: np.ndarray, frame: tuple[int, int]) -> np.ndarray:
+    t = torch.from_numpy(np.asarray(m, dtype=np.float64))[None, None]
+    return torch.nn.functional.interpolate(t, size=frame, mode="bilinear", align_corners=False)[0, 0].numpy()
+
+
+def test_combine_maps_resizes_normalises_and_averages_like_torch_bilinear():
+    rng = np.random.default_rng(0)
+    a, b, c = rng.random((20, 30)), rng.random((12, 18)) * 7, rng.random((40, 60)) * 0.01
+    got = combine_maps([a, b, c], (20, 30))
+    want = np.mean([a / a.max(), *(torch_bilinear(m, (20, 30)) / torch_bilinear(m, (20, 30)).max() for m in (b, c))],
+                   axis=0)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert got.dtype == np.float32 and got.shape == (20, 30) and 0 <= got.min() and got.max() <= 1
+
+
+def test_combine_maps_of_one_map_is_the_map_over_its_maximum_and_a_zero_map_adds_zeros():
+    m = np.arange(12, dtype=np.float32).reshape(3, 4)
+    np.testing.assert_allclose(combine_maps([m], (3, 4)), m / 11, rtol=1e-6)
+    np.testing.assert_allclose(combine_maps([m, np.zeros((3, 4))], (3, 4)), m / 22, rtol=1e-6)
+    with pytest.raises(ValueError, match="no maps"):
+        combine_maps([], (3, 4))
+
+
+def images(seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [(rng.random((40, 52, 3)) * 255).astype(np.uint8), (rng.random((50, 36, 3)) * 255).astype(np.uint8)]
+
+
+def test_the_ranker_alone_gives_its_own_classes_and_its_maps_over_their_maxima():
+    cam = saliency_method("cam")
+    ranker = Localiser(cam, gap_net(0), CropSettings(resize=32, crop=28, crops=10, top_k=3))
+    ims = images()
+    got = ensemble_saliency(ranker, [ranker], ims, extra_classes=[[6], [0]])
+    own = image_saliency(cam, ranker.classifier, [resize_shorter_side(im, 32) for im in ims], ranker.crops,
+                         [[6], [0]])
+    for g, o in zip(got, own):
+        np.testing.assert_array_equal(g.classes, o.classes)
+        np.testing.assert_array_equal(g.logits, o.logits)
+        assert g.maps.shape == o.maps.shape
+        np.testing.assert_allclose(g.maps, o.maps / o.maps.max(axis=(1, 2), keepdims=True), rtol=1e-5, atol=1e-7)
+
+
+def test_a_second_network_at_another_input_size_localises_the_rankers_classes():
+    cam = saliency_method("cam")
+    ranker = Localiser(cam, gap_net(0), CropSettings(resize=32, crop=28, crops=10, top_k=3))
+    other = Localiser(cam, gap_net(1), CropSettings(resize=48, crop=42, crops=2, top_k=5))
+    ims = images(1)
+    got = ensemble_saliency(ranker, [other, ranker], ims, extra_classes=[[1], [2]])
+    mine = image_saliency(cam, ranker.classifier, [resize_shorter_side(im, 32) for im in ims], ranker.crops,
+                          [[1], [2]])
+    for i, (g, r) in enumerate(zip(got, mine)):
+        np.testing.assert_array_equal(g.classes, r.classes)  # the ranker's classes, not the other network's
+        [theirs] = image_saliency(cam, other.classifier, [resize_shorter_side(ims[i], 48)],
+                                  CropSettings(resize=48, crop=42, crops=2, top_k=1), [list(r.classes)])
+        frame = r.maps.shape[1:]
+        for k, c in enumerate(r.classes):
+            m2 = theirs.maps[list(theirs.classes).index(c)]
+            m2 = torch_bilinear(m2, frame)
+            want = (r.maps[k] / r.maps[k].max() + m2 / m2.max()) / 2
+            np.testing.assert_allclose(g.maps[k], want, rtol=1e-4, atol=1e-5)
+
+
+def test_a_localiser_scoring_other_classes_is_refused_naming_it():
+    cam = saliency_method("cam")
+    ranker = Localiser(cam, gap_net(0), CropSettings(resize=32, crop=28, crops=1, top_k=3))
+    wrong = Localiser(cam, gap_net(1, num_classes=9), CropSettings(resize=32, crop=28, crops=1, top_k=3))
+    with pytest.raises(ValueError, match="gap1 outputs 9 class scores but 7 classes"):
+        ensemble_saliency(ranker, [ranker, wrong], images())
