@@ -535,7 +535,8 @@ def lever_maps(spec: str, boxes: str, im: ImageMaps, classes: list[int], probs: 
 
 
 def _score_images(job) -> list[dict]:
-    (items, specs, boxes_modes, extractors, classes_from, cache, synsets_wnid, ground_truth, gt_only, frame_resize) = job
+    (items, specs, boxes_modes, extractors, classes_from, cache, synsets_wnid, ground_truth, gt_only,
+     frame_resize) = job
     maxbox = MaxBoxAcc()
     out = []
     for image_id, path in items:

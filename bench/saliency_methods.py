@@ -19,8 +19,8 @@ through the model per image, counted by hooks on ``classifier.module``:
 SmoothGrad (the gradient in the noise tunnel) and integrated gradients cost ``n_samples`` /
 ``n_steps`` times the gradient's passes: the default run uses 8 of each
 (``--smoothgrad-samples``, ``--ig-steps``; the methods' defaults are 25 and 32). The
-integrated-gradients completeness gap (:meth:`~wsol_bench.saliency.integrated_gradients.IntegratedGradients.completeness`, as
-captum's convergence delta: sum of attributions minus ``S_c(x) - S_c(black)``) is printed
+integrated-gradients completeness gap
+(:meth:`~wsol_bench.saliency.integrated_gradients.IntegratedGradients.completeness`, as captum's convergence delta: sum of attributions minus ``S_c(x) - S_c(black)``) is printed
 for the centre crop of each image and its top class, for each of ``--gap-steps``.
 
 ``--per-rank`` also times gradient x input, Grad-CAM and integrated gradients called once per
