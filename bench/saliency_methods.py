@@ -20,7 +20,8 @@ SmoothGrad (the gradient in the noise tunnel) and integrated gradients cost ``n_
 ``n_steps`` times the gradient's passes: the default run uses 8 of each
 (``--smoothgrad-samples``, ``--ig-steps``; the methods' defaults are 25 and 32). The
 integrated-gradients completeness gap
-(:meth:`~wsol_bench.saliency.integrated_gradients.IntegratedGradients.completeness`, as captum's convergence delta: sum of attributions minus ``S_c(x) - S_c(black)``) is printed
+(:meth:`~wsol_bench.saliency.integrated_gradients.IntegratedGradients.completeness`, as
+captum's convergence delta: sum of attributions minus ``S_c(x) - S_c(black)``) is printed
 for the centre crop of each image and its top class, for each of ``--gap-steps``.
 
 ``--per-rank`` also times gradient x input, Grad-CAM and integrated gradients called once per

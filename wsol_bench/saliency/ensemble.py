@@ -60,7 +60,7 @@ def combine_maps(maps: Sequence[np.ndarray], frame: Size) -> np.ndarray:
         if m.ndim != 2:
             raise ValueError(f"combine_maps: expected (H, W) maps, got shape {m.shape}")
         if m.shape != (h, w):
-            m = cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR)
+            m = np.asarray(cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR), dtype=np.float64)
         top = float(m.max())
         if top > 0:
             total += m / top
