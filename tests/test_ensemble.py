@@ -94,3 +94,55 @@ def test_a_localiser_scoring_other_classes_is_refused_naming_it():
     wrong = Localiser(cam, gap_net(1, num_classes=9), CropSettings(resize=32, crop=28, crops=1, top_k=3))
     with pytest.raises(ValueError, match="gap1 outputs 9 class scores but 7 classes"):
         ensemble_saliency(ranker, [ranker, wrong], images())
+
+
+def test_a_run_with_a_localiser_gives_the_ensemble_maps_and_keys_cache_and_manifest(tmp_path):
+    """``ensemble.localisers`` through the engine: the cached maps are ensemble_saliency's on
+    the decoded images; the cache namespace and the manifest name the localiser."""
+    import json
+    from dataclasses import replace
+
+    from PIL import Image
+
+    from tests.helpers import write_xml
+    from wsol_bench.data.sources import DatasetSpec, load_evaluation_set
+    from wsol_bench.metrics import evaluator
+    from wsol_bench.models import ModelSpec
+    from wsol_bench.pipeline.run import LocalisationPlan, LocaliserSpec, run_localisation
+    from wsol_bench.pipeline.settings import EngineSettings, RunSettings
+    from wsol_bench.saliency.cache import SaliencyCache
+    from wsol_bench.segmentation import box_extractor
+
+    images, ann = tmp_path / "images", tmp_path / "ann"
+    images.mkdir()
+    ann.mkdir()
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)
+    Image.fromarray(image).save(images / "one.png")
+    write_xml(ann, "one", [("n01440764", 5, 5, 40, 30)], w=60, h=40)
+    ranker_spec = ModelSpec(name="custom", factory="tests.helpers:tiny_net", weights="random", device="cpu")
+    wide = CropSettings(resize=80, crop=72, crops=2, top_k=3)
+    plan = LocalisationPlan(DatasetSpec(images=str(images), annotations=str(ann)), ranker_spec,
+                            saliency_method("cam"), CropSettings(resize=64, crop=56, crops=1, top_k=3),
+                            box_extractor("threshold"), (evaluator("ilsvrc", max_guesses=3),),
+                            EngineSettings(cache_dir=str(tmp_path / "cache"), loader_workers=0, fold_batchnorm=False),
+                            RunSettings(processes=1, figures=0, progress=False),
+                            localisers=(LocaliserSpec(ranker_spec, wide),))
+    data = load_evaluation_set(plan.dataset)
+    run_localisation(plan, data, tmp_path / "run")
+    manifest = json.loads((tmp_path / "run" / "records" / "manifest.json").read_text())
+    assert manifest["ensemble"]["localisers"][0]["tta"]["resize"] == 80
+    namespace = json.loads((tmp_path / "run" / "records" / "saliency_namespace.json").read_text())
+    assert namespace["ensemble"]["own_maps"] is True
+    pipeline = plan.pipeline()
+    ranker = Localiser(plan.method, pipeline.classifier, plan.crops)
+    [expected] = ensemble_saliency(ranker, (ranker, *pipeline.localisers), [image], [[0]], 1000)
+    from wsol_bench.files import sha256_file
+
+    stored = SaliencyCache(tmp_path / "cache", namespace).get("one", sha256_file(images / "one.png"), [0],
+                                                             expected.maps.shape[1:], 3)
+    assert stored is not None
+    np.testing.assert_array_equal(stored.classes, expected.classes)
+    np.testing.assert_allclose(stored.maps, expected.maps, rtol=1e-5, atol=1e-6)
+    plain = replace(plan, localisers=())
+    assert plain.pipeline().saliency_namespace() != namespace  # never the plain run's cache entries

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import cv2
 import numpy as np
@@ -30,12 +31,29 @@ import numpy as np
 from wsol_bench.boxes import Size
 from wsol_bench.frames import resize_shorter_side
 from wsol_bench.models import Classifier
+from wsol_bench.registry import require
 from wsol_bench.saliency.base import SaliencyMethod
 from wsol_bench.saliency.image_saliency import (
     CropSettings,
     SaliencyResult,
     image_saliency,
 )
+
+
+@dataclass(frozen=True)
+class EnsembleSettings:
+    """The ``ensemble`` section: ``localisers``, each a mapping with a ``model`` section, its
+    ``tta`` (resize, crop, crops) and optionally its ``saliency`` (default: the run's method);
+    ``own_maps``: the run's own maps join the average. No localiser: the run's maps alone
+    (no ensemble)."""
+
+    localisers: tuple[dict[str, Any], ...] = ()
+    own_maps: bool = True
+
+    def __post_init__(self) -> None:
+        require(all(isinstance(loc, dict) for loc in self.localisers), "localisers", self.localisers,
+                "a list of mappings (model, tta, saliency)")
+        require(self.own_maps or bool(self.localisers), "own_maps", self.own_maps, "true when there is no localiser")
 
 
 @dataclass(frozen=True)
@@ -111,4 +129,4 @@ def _map_of(result: SaliencyResult, cls: int) -> np.ndarray:
     return result.maps[int(where[0])]
 
 
-__all__ = ["Localiser", "combine_maps", "ensemble_saliency"]
+__all__ = ["EnsembleSettings", "Localiser", "combine_maps", "ensemble_saliency"]

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from wsol_bench.data.sources import PATH_KEYS, DatasetSpec
 from wsol_bench.metrics import METRICS, Evaluator
 from wsol_bench.models import ModelSpec
-from wsol_bench.pipeline.run import LocalisationPlan
+from wsol_bench.pipeline.run import LocalisationPlan, LocaliserSpec
 from wsol_bench.pipeline.settings import EngineSettings, RunSettings
 from wsol_bench.registry import make_params
 from wsol_bench.saliency import (
@@ -27,6 +27,7 @@ from wsol_bench.saliency import (
     SaliencyMethod,
     saliency_method,
 )
+from wsol_bench.saliency.ensemble import EnsembleSettings
 from wsol_bench.segmentation import BOX_EXTRACTORS, BoxExtractor
 
 
@@ -98,6 +99,32 @@ def box_extractor_from(cfg: DictConfig) -> BoxExtractor:
     return BOX_EXTRACTORS.create(str(name), values, "segmentation")
 
 
+def localisers_from(cfg: DictConfig) -> tuple[tuple[LocaliserSpec, ...], bool]:
+    """The ``ensemble`` section: its localisers (each a ``model`` section, a ``tta`` section
+    and optionally a ``saliency`` section, checked as the run's own) and ``own_maps``."""
+    values = section(cfg, "ensemble")
+    values["localisers"] = tuple(values.get("localisers") or ())
+    settings = make_params(EnsembleSettings, values, "ensemble")
+    specs = []
+    for i, entry in enumerate(settings.localisers):
+        where = f"ensemble.localisers[{i}]"
+        unknown = sorted(set(entry) - {"model", "tta", "saliency"})
+        if unknown:
+            raise ValueError(f"{where}.{unknown[0]}: not a key of a localiser (model, tta, saliency)")
+        model = {k: tuple(v) if k in ("mean", "std") and v is not None else v
+                 for k, v in dict(entry.get("model") or {}).items()}
+        method = None
+        if entry.get("saliency"):
+            params = dict(entry["saliency"])
+            name = params.pop("method", None)
+            if not name:
+                raise ValueError(f"{where}.saliency.method is not set")
+            method = saliency_method(str(name), params.pop("noise_tunnel", None), **params)
+        specs.append(LocaliserSpec(make_params(ModelSpec, model, f"{where}.model"),
+                                   make_params(CropSettings, dict(entry.get("tta") or {}), f"{where}.tta"), method))
+    return tuple(specs), settings.own_maps
+
+
 def metric_key(name: str) -> str:
     """Where a metric's settings live in ``evaluation``: its name, or for ``pkg.mod:Class``
     the class's ``name`` (else the class name), since Hydra keys cannot hold ``:``."""
@@ -135,6 +162,7 @@ def _engine_settings(cfg: DictConfig) -> EngineSettings:
 
 def localisation_plan(cfg: DictConfig) -> LocalisationPlan:
     """Check and build every part of a localisation run from ``cfg`` (nothing is loaded)."""
+    localisers, own_maps = localisers_from(cfg)
     plan = LocalisationPlan(
         dataset=dataset_spec(cfg),
         model=model_spec(cfg),
@@ -144,6 +172,8 @@ def localisation_plan(cfg: DictConfig) -> LocalisationPlan:
         evaluators=evaluators_from(cfg),
         engine=_engine_settings(cfg),
         run=make_params(RunSettings, section(cfg, "run"), "run"),
+        localisers=localisers,
+        own_maps=own_maps,
     )
     guesses = max((getattr(e, "max_guesses", 0) for e in plan.evaluators), default=0)
     if guesses > plan.crops.top_k:
