@@ -105,13 +105,19 @@ class LocalisationPlan:
 
     def saliency_classifier(self, model: ModelSpec | None = None) -> Classifier:
         """Load the classifier (``model``: a localiser's instead) as the run's saliency sees it:
-        BatchNorm-folded when ``engine.fold_batchnorm`` (a folded model has its own identity,
-        hence cache entries)."""
+        BatchNorm-folded when ``engine.fold_batchnorm``, its 1 x 1 convolutions matrix products
+        on the CPU when ``engine.pointwise_matmul`` (each copy has its own identity, hence cache
+        entries)."""
         from wsol_bench.models import build_classifier
         from wsol_bench.models.batchnorm import fold_batchnorm
+        from wsol_bench.models.pointwise import with_pointwise_matmul
 
         classifier = build_classifier(model) if model is not None else self.classifier or build_classifier(self.model)
-        return fold_batchnorm(classifier) if self.engine.fold_batchnorm else classifier
+        if self.engine.fold_batchnorm:
+            classifier = fold_batchnorm(classifier)
+        if self.engine.pointwise_matmul and classifier.device.type == "cpu":
+            classifier = with_pointwise_matmul(classifier)
+        return classifier
 
     def pipeline(self) -> Pipeline:
         """The run's stages, loaded (the classifier and any localisers' models)."""
@@ -131,7 +137,7 @@ class LocalisationPlan:
         return {
             "data": {**data.identity, "image_stats_sha256": image_stats_digest(data)},
             "model": {**(self.classifier.identity if self.classifier else params_dict(self.model)),
-                      "fold_batchnorm": self.engine.fold_batchnorm},
+                      "fold_batchnorm": self.engine.fold_batchnorm, "pointwise_matmul": self.engine.pointwise_matmul},
             "saliency": part_identity(self.method),
             "tta": params_dict(self.crops),
             "segmentation": part_identity(self.extractor),
