@@ -60,7 +60,7 @@ def load_images(folder: str | None, max_images: int, resize: int) -> tuple[list[
     return names, [resize_shorter_side(getattr(data, n)(), resize) for n in names]
 
 
-def captum_image_saliency(classifier, image: np.ndarray, settings) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+def captum_image_saliency(classifier, image: np.ndarray, settings) -> tuple[np.ndarray, np.ndarray]:
     """Per class, captum's ``Saliency`` on the image's crop batch; the crop maps pasted as the engine does."""
     import torch
     from captum.attr import Saliency
@@ -83,7 +83,7 @@ def captum_image_saliency(classifier, image: np.ndarray, settings) -> tuple[np.n
     return classes, paste_maps(maps, windows, image.shape[:2])
 
 
-def batched_gradient():  # noqa: ANN201
+def batched_gradient():
     """The paper's gradient with every class rank in one batched backward pass."""
     from dataclasses import dataclass
 
@@ -104,7 +104,7 @@ def batched_gradient():  # noqa: ANN201
 
     @dataclass(frozen=True)
     class Batched(SaliencyMethod):
-        def forward(self, classifier, crops):  # noqa: ANN001, ANN202
+        def forward(self, classifier, crops):
             with torch.enable_grad():
                 x = model_layout(crops.detach()).requires_grad_(True)
                 logits = classifier.logits(x)
