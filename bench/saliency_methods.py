@@ -16,16 +16,17 @@ through the model per image, counted by hooks on ``classifier.module``:
   logits, i.e. one per network input and backward pass, however deep it goes (Grad-CAM's
   stop at the target layer; rows without a class count too).
 
-SmoothGrad and integrated gradients cost ``n_samples`` / ``n_steps`` times the gradient's
-passes: the default run uses 8 of each (``--smoothgrad-samples``, ``--ig-steps``; the
-methods' defaults are 25 and 32). The integrated-gradients completeness gap
-(:meth:`~wsol_bench.saliency.integrated_gradients.IntegratedGradients.completeness`,
+SmoothGrad (the gradient in the noise tunnel) and integrated gradients cost ``n_samples`` /
+``n_steps`` times the gradient's passes: the default run uses 8 of each
+(``--smoothgrad-samples``, ``--ig-steps``; the methods' defaults are 25 and 32). The
+integrated-gradients completeness gap
+(:meth:`~wsol_bench.saliency.integrated_gradients.IntegratedGradients.completeness`, as
 captum's convergence delta: sum of attributions minus ``S_c(x) - S_c(black)``) is printed
 for the centre crop of each image and its top class, for each of ``--gap-steps``.
 
-``--per-rank`` also times, for the methods whose ``attribute`` is captum's own class
-(gradient x input, Grad-CAM, integrated gradients), the base class's per-rank loop (one
-captum call, hence one forward pass, per class rank) against the methods' shared forward.
+``--per-rank`` also times gradient x input, Grad-CAM and integrated gradients called once per
+class rank (one forward pass each, as a loop over captum calls does) against the methods'
+shared forward pass.
 
     /work/venv-methods/bin/python bench/saliency_methods.py [--images 2] [--smoothgrad-samples 25 --ig-steps 32]
         [--per-rank] [--methods gradient cam ...]
@@ -67,16 +68,18 @@ class PassCounter:
         self._handle.remove()
 
 
-class PerRank:
-    """``method`` through the base class's ``scores_and_maps``: one ``attribute`` call per rank."""
+def per_rank(method):
+    """``method`` called once per class rank (a forward pass each, as a captum user's loop does)."""
+    from dataclasses import dataclass
 
-    def __init__(self, method) -> None:
-        self.method = method
+    from wsol_bench.saliency import TargetwiseMethod, attribution_maps
 
-    def scores_and_maps(self, classifier, crops, choose_targets):
-        from wsol_bench.saliency import SaliencyMethod
+    @dataclass(frozen=True)
+    class PerRank(TargetwiseMethod):
+        def attribute(self, classifier, crops, targets):
+            return attribution_maps(method, classifier, crops, targets)
 
-        return SaliencyMethod.scores_and_maps(self.method, classifier, crops, choose_targets)
+    return PerRank()
 
 
 def load_images(directory: Path, count: int) -> tuple[list[str], list[np.ndarray]]:
@@ -112,16 +115,21 @@ def main() -> None:
     names, images = load_images(args.image_dir, args.images)
     classifier = build_classifier(ModelSpec(name="efficientnet_lite0", device="cpu"))
     settings = CropSettings(crops=args.crops, top_k=args.top_k)
-    params = {"smoothgrad": {"n_samples": args.smoothgrad_samples}, "integrated_gradients": {"n_steps": args.ig_steps}}
+    params = {"smoothgrad": {"noise_tunnel": {"n_samples": args.smoothgrad_samples}},
+              "integrated_gradients": {"n_steps": args.ig_steps}}
+
+    def method_of(name: str):
+        return saliency_method("gradient" if name == "smoothgrad" else name, **params.get(name, {}))
+
     print(f"efficientnet_lite0 (default weights), CPU, torch threads {torch.get_num_threads()}; {len(images)} images "
           f"({', '.join(names)}), shorter side 256, crops={args.crops}, crop=224, top_k={args.top_k}; "
           "all images in one image_saliency call")
     image_saliency(saliency_method("gradient"), classifier, images[:1], settings)  # warm-up
 
     counter = PassCounter(classifier.module)
-    runs = [(name, saliency_method(name, **params.get(name, {})), "shared forward") for name in args.methods]
+    runs = [(name, method_of(name), "shared forward") for name in args.methods]
     if args.per_rank:
-        runs += [(name, PerRank(saliency_method(name, **params.get(name, {}))), "captum per rank")
+        runs += [(name, per_rank(method_of(name)), "forward per rank")
                  for name in ("gradient_x_input", "gradcam", "integrated_gradients") if name in args.methods]
     header = (f"{'method':22} {'parameters':14} {'path':16} {'s/image':>8} {'CPU s/image':>11} {'fwd/image':>9} "
               f"{'bwd/image':>9}")
@@ -132,7 +140,8 @@ def main() -> None:
         start, cpu = time.perf_counter(), time.process_time()
         image_saliency(method, classifier, images, settings)
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-        shown = " ".join(f"{k}={v}" for k, v in params.get(name, {}).items()) or "-"
+        own = params.get(name, {})
+        shown = " ".join(f"{k}={v}" for k, v in (own.get("noise_tunnel") or own).items()) or "-"
         n = len(images)
         print(f"{name:22} {shown:14} {path:16} {seconds / n:8.2f} {cpu / n:11.2f} {counter.forward / n:9.0f} "
               f"{counter.backward / n:9.0f}")

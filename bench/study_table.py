@@ -55,7 +55,7 @@ def main() -> None:
         for label, part in parts:
             if not part:
                 continue
-            summary, _, _ = evaluate_records(part, data, evaluators)
+            summary = evaluate_records(part, data, evaluators).figures
             v2 = f"{summary['maxboxacc_v2']:.1f}" if "maxboxacc_v2" in summary else "-"
             pointing = f"{summary['pointing_game']:.3f}" if "pointing_game" in summary else "-"
             cells = [Path(run).name, label, error(summary, "loc_error_at_k", 0), error(summary, "loc_error_at_k", -1),

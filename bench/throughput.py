@@ -13,7 +13,11 @@ set with ``--demo``), saliency cache off, default GraphCut, one after the other:
 * ``1 thread``: the shipped settings in one process with one torch thread
   (``OMP_NUM_THREADS=1 run.processes=1``): the reference for identical predictions;
 * ``overlap``: the alternative to ranks: one process, ``cores - 1`` torch threads for
-  saliency, GraphCut in ``engine.segmentation_workers=1`` worker process beside it.
+  saliency, GraphCut in ``engine.segmentation_workers=1`` worker process beside it;
+* ``no matmul``: the shipped settings without ``engine.pointwise_matmul`` (the previous default);
+* ``checkout``: with ``--checkout DIR``, ``python -m wsol_bench`` of another checkout of the
+  project (e.g. ``git worktree add DIR <commit>``; run from ``DIR`` with ``PYTHONPATH=DIR``),
+  with ``--checkout-overrides`` (its own keys): an earlier version measured side by side.
 
 Wall-clock seconds include start-up (imports, model load, starting ranks), as a user sees
 them; with ``--rounds N`` the runs alternate N times and the fastest of each counts.
@@ -117,12 +121,14 @@ def run(name: str, cmd: list[str], env: dict[str, str], tmp: Path) -> dict:
     reading is the peak unless it came in the last 0.25 s; a rank that ends with
     ``os._exit`` writes nothing at exit), and at exit by the ``sitecustomize`` hook."""
     log = tmp / f"{name}.rss.jsonl"
-    full_env = {**os.environ, **env, "WSOL_BENCH_RSS_LOG": str(log),
-                "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp / "site"), os.environ.get("PYTHONPATH")]))}
+    env = dict(env)
+    cwd = env.pop("_cwd", str(REPO))
+    paths = [str(tmp / "site"), env.pop("PYTHONPATH", None), os.environ.get("PYTHONPATH")]
+    full_env = {**os.environ, **env, "WSOL_BENCH_RSS_LOG": str(log), "PYTHONPATH": os.pathsep.join(filter(None, paths))}
     peaks: dict[int, tuple[str, int, int]] = {}  # pid -> role, VmHWM KiB, ru_maxrss KiB (0: not recorded)
     start = time.perf_counter()
     with open(tmp / f"{name}.out", "w") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=cwd, env=full_env, stdout=out, stderr=subprocess.STDOUT)
         while proc.poll() is None:
             for pid in [proc.pid, *_descendants(proc.pid)]:
                 seen = _role_and_peak(pid)
@@ -146,7 +152,11 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=16)
     parser.add_argument("--demo", action="store_true", help="the embedded demo set instead of the shared sample")
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--skip", nargs="*", default=[], choices=("before", "torchrun", "1 thread", "overlap"))
+    parser.add_argument("--skip", nargs="*", default=[],
+                        choices=("before", "torchrun", "1 thread", "overlap", "no matmul"))
+    parser.add_argument("--checkout", type=Path, help="another checkout of the project, run side by side")
+    parser.add_argument("--checkout-overrides", nargs="*", default=["saliency.cache=false"],
+                        help="its overrides besides dataset, limit, progress and figures (its own key names)")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
     args = parser.parse_args()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -163,7 +173,11 @@ def main() -> None:
         "1 thread": (wsol + common + ["run.processes=1"], {"OMP_NUM_THREADS": "1"}),
         "overlap": (wsol + common + ["run.processes=1", "engine.segmentation_workers=1"],
                     {"OMP_NUM_THREADS": str(max(1, cores - 1))}),
+        "no matmul": (wsol + common + ["engine.pointwise_matmul=false"], {}),
     }
+    if args.checkout is not None:
+        old = [*data, f"dataset.limit={args.images}", "run.progress=false", "run.figures=0", *args.checkout_overrides]
+        runs["checkout"] = (wsol + old, {"PYTHONPATH": str(args.checkout.resolve()), "_cwd": str(args.checkout)})
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)

@@ -198,10 +198,13 @@ def test_plan_loads_the_classifier_the_saliency_cache_is_keyed_on():
     from tests.helpers import compose_cfg
     from wsol_bench.tasks.factory import localisation_plan
 
-    folded = localisation_plan(compose_cfg("model.weights=random")).saliency_classifier()
-    unfolded = compose_cfg("model.weights=random", "engine.fold_batchnorm=false")
+    folded = localisation_plan(compose_cfg("model.weights=random", "engine.pointwise_matmul=false",
+                                           "model.device=cpu")).saliency_classifier()
+    unfolded = compose_cfg("model.weights=random", "engine.fold_batchnorm=false", "engine.pointwise_matmul=false")
     plain = localisation_plan(unfolded).saliency_classifier()
     assert folded.identity["transforms"] == ["fold_batchnorm"] and not plain.identity.get("transforms")
+    both = localisation_plan(compose_cfg("model.weights=random", "model.device=cpu")).saliency_classifier()
+    assert both.identity["transforms"] == ["fold_batchnorm", "pointwise_matmul"]
 
 
 @pytest.mark.slow

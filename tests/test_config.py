@@ -162,11 +162,26 @@ def test_every_experiment_composes_and_passes_the_range_checks(experiment):
         assert plan.extractor.name == cfg.segmentation.method
 
 
-def test_best_experiment_is_cam_with_unblurred_graphcut():
-    cfg = compose_cfg("+experiment=best")
-    plan = localisation_plan(cfg)
-    assert cfg.saliency.method == "cam" and cfg.tta.crops == 10
-    assert (plan.extractor.name, plan.extractor.smooth_sigma, plan.extractor.max_side) == ("graphcut", 0.0, 160)
+def test_best_experiment_is_the_lite2_lite0_cam_ensemble_with_a_threshold_box():
+    plan = localisation_plan(compose_cfg("+experiment=best"))
+    assert plan.model.name == "efficientnet_lite2" and plan.method.name == "cam"
+    assert (plan.crops.resize, plan.crops.crop, plan.crops.crops) == (292, 260, 10)
+    [lite0] = plan.localisers
+    assert lite0.model.name == "efficientnet_lite0" and (lite0.crops.resize, lite0.crops.crop) == (384, 336)
+    assert lite0.method is None and plan.own_maps  # the run's CAM, and Lite2's own maps join the average
+    assert (plan.extractor.name, plan.extractor.threshold, plan.extractor.smooth_sigma) == ("threshold", 0.25, 0.0)
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("ensemble.localisers=[{model:{name:nope}}]", "model.name"),
+    ("ensemble.localisers=[{tta:{crops:3}}]", "ensemble.localisers[0].tta.crops=3: must be 1, 2 or 10"),
+    ("ensemble.localisers=[{modle:{}}]", "ensemble.localisers[0].modle: not a key of a localiser"),
+    ("ensemble.own_maps=false", "ensemble.own_maps=False: must be true when there is no localiser"),
+])
+def test_ensemble_settings_are_checked_before_anything_loads(override, message):
+    with pytest.raises(ValueError) as err:
+        localisation_plan(compose_cfg(override))
+    assert message in str(err.value)
 
 
 def test_tuned_experiment_spells_out_the_defaults():

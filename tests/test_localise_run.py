@@ -228,3 +228,21 @@ def test_saved_score_maps_are_scored_by_task_evaluate_as_by_the_run(tmp_path):
     assert res.returncode == 0, res.stdout[-3000:]
     run, scored = (json.loads((d / "metrics.json").read_text()) for d in (out, tmp_path / "eval"))
     assert scored["maxboxacc_v2"] == run["maxboxacc_v2"] and scored["maxboxacc"] == run["maxboxacc"]
+
+
+def test_shared_sample_and_task_figures_work_from_any_directory(tmp_path, shared_sample):
+    """dataset=shared_sample is found from any directory, the run stores absolute paths, and
+    task=figures redraws it from yet another directory."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    env = {"WSOL_BENCH_SHARED": str(shared_sample.parent)}
+    out = tmp_path / "run"
+    res = run_cli("dataset=shared_sample", "dataset.limit=1", *FAST, "tta.crops=1", f"hydra.run.dir={out}",
+                  cwd=first, env=env)
+    assert res.returncode == 0, res.stdout[-3000:]
+    saved = (out / ".hydra" / "config.yaml").read_text()
+    assert f"images: {shared_sample / 'images'}" in saved and f"cache_dir: {first}" in saved
+    res = run_cli("task=figures", f"run_dir={out}", f"hydra.run.dir={tmp_path / 'figs'}", cwd=second)
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert "paper_figure2.png" in {p.name for p in (out / "figures").iterdir()}

@@ -343,3 +343,30 @@ def test_a_metric_never_overwrites_another_and_fails_alone(tmp_path, readable_se
     per_image = pd.read_csv(tmp_path / "run" / "per_image.csv")
     assert per_image.metric_failures.str.contains("fails_on_images: ValueError: cannot read img").all()
     assert "`fails_on_images` state failed" in (tmp_path / "run" / "report.md").read_text()
+
+
+# ----------------------------------------------------------------------------- what the reports say
+
+
+def test_reports_say_what_ran_and_one_iou_definition(tmp_path, readable_set):
+    from wsol_bench.figures.localisation import score_guesses
+
+    images, ann = readable_set
+    metrics = run(plan_for(images, ann, method=saliency_method("gradcam")), tmp_path / "run")
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert ("This run: model `custom:tests.helpers:tiny_net`, saliency `gradcam`, crops `1 x 56px of 64px, top-5`, "
+            f"segmentation `center`, data `{images} (3 images)`.") in report
+    assert metrics["saliency"] == "gradcam" and metrics["table"]["saliency"] == "gradcam"
+    assert "demo" not in metrics["data"]  # a folder of the user's images is not called the demo
+    per_image = pd.read_csv(tmp_path / "run" / "per_image.csv")
+    truth = load_evaluation_set(DatasetSpec(images=str(images), annotations=str(ann))).ground_truth
+    for row in per_image.itertuples():
+        boxes = [wsol_box(getattr(row, f"box_{k}"), getattr(row, f"synset_{k}")) for k in range(1, 6)]
+        figure = score_guesses(boxes, truth[row.image_id].boxes)
+        assert [g.iou for g in figure] == pytest.approx([getattr(row, f"iou_same_class_{k}") for k in range(1, 6)])
+
+
+def wsol_box(text: str, synset: str):
+    from wsol_bench.boxes import Box
+
+    return Box(*(int(v) for v in text.split()), synset)

@@ -5,7 +5,8 @@ parts' own parameter dataclasses, translated here for Hydra (:func:`schema_of`),
 setting has one home, its dataclass (with its default and its range check): ``dataset``
 (:class:`~wsol_bench.data.sources.DatasetSpec`), ``model`` (:class:`~wsol_bench.models.ModelSpec`),
 ``tta`` (:class:`~wsol_bench.saliency.CropSettings`: the paper's crops and the top-k
-classes), ``engine`` (:class:`~wsol_bench.pipeline.settings.EngineSettings`), ``run``
+classes), ``ensemble`` (:class:`~wsol_bench.saliency.ensemble.EnsembleSettings`: other
+localisers whose maps join the method's), ``engine`` (:class:`~wsol_bench.pipeline.settings.EngineSettings`), ``run``
 (:class:`~wsol_bench.pipeline.settings.RunSettings`), ``sanity`` (:class:`~wsol_bench.sanity.SanitySettings`,
 ``task=sanity``). A misspelt key there fails in Hydra
 naming the key. The ``saliency``, ``segmentation`` and ``evaluation`` sections are open
@@ -26,6 +27,7 @@ from typing import Any, Optional
 from wsol_bench.data.sources import DatasetSpec
 from wsol_bench.models import ModelSpec
 from wsol_bench.pipeline.settings import EngineSettings, RunSettings
+from wsol_bench.saliency.ensemble import EnsembleSettings
 from wsol_bench.saliency.image_saliency import CropSettings
 from wsol_bench.sanity import SanitySettings
 
@@ -140,6 +142,7 @@ ModelSchema = schema_of(ModelSpec)
 TtaSchema = schema_of(CropSettings)
 EngineSchema = schema_of(EngineSettings)
 RunSchema = schema_of(RunSettings)
+EnsembleSchema = schema_of(EnsembleSettings)
 SanitySchema = schema_of(SanitySettings)
 
 
@@ -150,6 +153,7 @@ class Config:
     model: Any = field(default_factory=ModelSchema)
     saliency: dict[str, Any] = field(default_factory=dict)
     tta: Any = field(default_factory=TtaSchema)
+    ensemble: Any = field(default_factory=EnsembleSchema)
     segmentation: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
     engine: Any = field(default_factory=EngineSchema)

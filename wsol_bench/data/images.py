@@ -243,6 +243,7 @@ class LoadedImage:
     content_sha256: str = ""
     error: str | None = None
     decode_seconds: float = 0.0
+    original: np.ndarray | None = None  # the decoded image, when the dataset keeps it (ensembles resize it again)
 
     def pin_memory(self) -> LoadedImage:
         """The DataLoader's ``pin_memory=True`` hook (CUDA runs): ``resized`` becomes a NumPy
@@ -260,10 +261,12 @@ class ImageDataset(torch.utils.data.Dataset):
         items: Sequence[tuple[int, str, Path]],
         resize: Callable[[np.ndarray], np.ndarray],
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        keep_original: bool = False,
     ) -> None:
         self.items = list(items)
         self.resize = resize
         self.max_pixels = max_pixels
+        self.keep_original = keep_original
 
     def __len__(self) -> int:
         return len(self.items)
@@ -282,7 +285,8 @@ class ImageDataset(torch.utils.data.Dataset):
             resized = self.resize(rgb)
         except ImageReadError as err:
             return LoadedImage(index, image_id, (0, 0), None, digest, str(err), time.perf_counter() - start)
-        return LoadedImage(index, image_id, rgb.shape[:2], resized, digest, None, time.perf_counter() - start)
+        return LoadedImage(index, image_id, rgb.shape[:2], resized, digest, None, time.perf_counter() - start,
+                           rgb if self.keep_original else None)
 
 
 def collate_images(batch: list[LoadedImage]) -> list[LoadedImage]:

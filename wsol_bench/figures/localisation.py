@@ -53,7 +53,7 @@ class Guess:
     """One guess, best first in a list (its rank is its position + 1).
 
     ``box``: in the image's frame, ``box.synset`` the guessed class (WNID). ``score``: the
-    class's score (logit), or ``None``. ``iou``: its best IoU with any ground-truth box
+    class's score (logit), or ``None``. ``iou``: its best IoU with a ground-truth box of its class (0: none)
     (``None``: not computed). ``correct``: the devkit's verdict (right class and IoU >= the
     threshold with a box of that class), ``None`` when not scored. ``note``: why it is
     wrong (shown in the table).
@@ -77,8 +77,9 @@ def score_guesses(
 ) -> list[Guess]:
     """Guesses (``boxes`` best first, each with its ``synset``) judged as the ILSVRC devkit does:
     correct when some ground-truth box of the same class has IoU >= ``iou_threshold``
-    (inclusive pixels). ``iou`` is the best IoU with any ground-truth box, so a box in the
-    right place for the wrong class shows as such. Without ground truth: not scored."""
+    (inclusive pixels). ``iou`` is the devkit's, the same as ``per_image.csv``'s ``iou_same_class_k``:
+    the best IoU with a ground-truth box of the guess's class, 0 when the image has none
+    (the verdict then says "wrong class"). Without ground truth: not scored."""
     if scores is not None and len(scores) != len(boxes):
         raise ValueError(f"{len(scores)} scores for {len(boxes)} boxes")
     guesses = []
@@ -87,8 +88,8 @@ def score_guesses(
         if not ground_truth:
             guesses.append(Guess(box, score))
             continue
-        iou = max(box.iou(g) for g in ground_truth)
         same = [box.iou(g) for g in ground_truth if g.synset == box.synset]
+        iou = max(same, default=0.0)
         if not same:
             guesses.append(Guess(box, score, iou, False, "wrong class"))
         elif max(same) >= iou_threshold:
@@ -171,7 +172,7 @@ def _table_rows(ground_truth: Sequence[Box], guesses: Sequence[Guess],
     return rows
 
 
-HEADER = ["#", "class", "logit", "IoU", "verdict"]
+HEADER = ["#", "class", "logit", "IoU (same class)", "verdict"]
 
 
 def _draw_swatch(fig: Figure, x: float, y: float, kind: str, length: float = 0.28) -> None:

@@ -73,6 +73,7 @@ class ModelSpec:
         require(self.std is None or all(s > 0 for s in self.std), "std", self.std, "positive")
         require(str(self.device).split(":")[0] in ("auto", "cpu", "cuda"), "device", self.device,
                 "auto, cpu, cuda or cuda:N")
+        require(self.name in MODELS.names(), "name", self.name, "one of " + ", ".join(MODELS.names()))
 
 
 @dataclass(frozen=True)

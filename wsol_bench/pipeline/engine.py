@@ -60,6 +60,7 @@ from wsol_bench.saliency import (
 )
 from wsol_bench.saliency.base import SaliencyContractError, method_label
 from wsol_bench.saliency.cache import SaliencyCache
+from wsol_bench.saliency.ensemble import Localiser, ensemble_saliency
 from wsol_bench.saliency.image_saliency import ModelOutputError
 from wsol_bench.segmentation import BoxExtractor, localise_image
 
@@ -68,29 +69,45 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Pipeline:
-    """The stages of a localisation run: classifier, saliency method under its crops, box
-    extractor, evaluators. Everything here goes into the run's identity."""
+    """The stages of a localisation run, loaded: classifier, saliency method under its crops
+    (and, for an ensemble, the localisers whose maps replace or join its own), box extractor,
+    evaluators."""
 
     classifier: Classifier
     method: SaliencyMethod
     crops: CropSettings
     extractor: BoxExtractor
     evaluators: tuple[Evaluator, ...] = ()
+    localisers: tuple[Localiser, ...] = ()
+    own_maps: bool = True
 
-    def identity(self) -> dict[str, Any]:
-        """What a record depends on, as JSON-able values (the manifest and the cache key)."""
-        return {
+    def saliency_namespace(self) -> dict[str, Any]:
+        """What, besides the image, a saliency result depends on (the cache namespace): the
+        model, method and crops (and every localiser's)."""
+        namespace: dict[str, Any] = {
             "model": self.classifier.identity,
             "saliency": {"method": _part_name(self.method), "params": params_dict(self.method),
                          "crops": params_dict(self.crops)},
-            "segmentation": {"method": _part_name(self.extractor), "params": params_dict(self.extractor)},
-            "evaluation": {_part_name(e): params_dict(e) for e in self.evaluators},
         }
+        if self.localisers:
+            namespace["ensemble"] = {"own_maps": self.own_maps, "localisers": [
+                {"model": loc.classifier.identity, "method": _part_name(loc.method),
+                 "params": params_dict(loc.method), "crops": params_dict(loc.crops)} for loc in self.localisers]}
+        return namespace
 
-    def saliency_namespace(self) -> dict[str, Any]:
-        """What, besides the image, a saliency result depends on (the cache namespace)."""
-        ident = self.identity()
-        return {"model": ident["model"], "saliency": ident["saliency"]}
+    def saliency(self, images: Sequence[LoadedImage], extra: Sequence[Sequence[int]],
+                 num_classes: int) -> list[SaliencyResult]:
+        """The maps of ``images``' top-k classes and ``extra`` ones: the method's own, or the
+        ensemble's (:func:`~wsol_bench.saliency.ensemble.ensemble_saliency`, in the same frame)."""
+        if not self.localisers:
+            return image_saliency(self.method, self.classifier, [_resized(im) for im in images], self.crops,
+                                  extra_classes=extra, num_classes=num_classes)
+        ranker = Localiser(self.method, self.classifier, self.crops)
+        sources = ((ranker,) if self.own_maps else ()) + self.localisers
+        originals = [im.original for im in images]
+        if any(o is None for o in originals):
+            raise ValueError("an ensemble needs the decoded images (ImageDataset(keep_original=True))")
+        return ensemble_saliency(ranker, sources, originals, extra, num_classes)  # type: ignore[arg-type]
 
 
 def _part_name(part: object) -> str:
@@ -218,9 +235,7 @@ class _Run:
                 results[im.index] = hit
         if todo:
             try:
-                computed = image_saliency(pipe.method, pipe.classifier, [_resized(im) for im in todo], pipe.crops,
-                                          extra_classes=[[gt_classes[im.index]] for im in todo],
-                                          num_classes=len(data.synsets))
+                computed = pipe.saliency(todo, [[gt_classes[im.index]] for im in todo], len(data.synsets))
             except (ModelOutputError, SaliencyContractError):
                 raise  # the model's or the method's fault, not the images': stop the run
             except Exception as err:  # a method failing on these images: recorded, the run goes on
@@ -363,7 +378,8 @@ def localise_dataset(
     cache = SaliencyCache(engine.cache_dir, pipeline.saliency_namespace()) if cacheable else None
 
     items = [(i, data.image_ids[i], data.image_paths[data.image_ids[i]]) for b in mine for i in batches[b]]
-    dataset = ImageDataset(items, partial(resize_shorter_side, size=pipeline.crops.resize), data.max_pixels)
+    dataset = ImageDataset(items, partial(resize_shorter_side, size=pipeline.crops.resize), data.max_pixels,
+                           keep_original=bool(pipeline.localisers))
     sampler, pos = [], 0
     for b in mine:
         sampler.append(list(range(pos, pos + len(batches[b]))))

@@ -63,12 +63,23 @@ from wsol_bench.reports.run_figures import cached_maps, write_run_figures
 from wsol_bench.saliency import CropSettings, SaliencyMethod, SaliencyResult
 from wsol_bench.saliency.base import method_label, method_name
 from wsol_bench.saliency.cache import SaliencyCache
+from wsol_bench.saliency.ensemble import Localiser
 from wsol_bench.segmentation import BoxExtractor
 
 log = logging.getLogger(__name__)
 SCOREMAPS_DIR = "scoremaps"  # inside the run folder (run.save_maps=true)
 #: in records/: the saliency cache's namespace of the run (task=figures reads its maps without the model)
 SALIENCY_NAMESPACE = "saliency_namespace.json"
+
+
+@dataclass(frozen=True)
+class LocaliserSpec:
+    """One localiser of an ensemble (:mod:`wsol_bench.saliency.ensemble`), nothing loaded: its
+    model, its crops, its method (``None``: the run's)."""
+
+    model: ModelSpec
+    crops: CropSettings
+    method: SaliencyMethod | None = None
 
 
 def part_identity(part: object) -> dict[str, Any]:
@@ -89,15 +100,31 @@ class LocalisationPlan:
     engine: EngineSettings = EngineSettings()
     run: RunSettings = RunSettings()
     classifier: Classifier | None = field(default=None, compare=False)  # a built one (Python API): not ``model``
+    localisers: tuple[LocaliserSpec, ...] = ()  # an ensemble's other localisers (none: the method's maps)
+    own_maps: bool = True  # with localisers: the method's own maps join the average
 
-    def saliency_classifier(self) -> Classifier:
-        """Load the classifier as the run's saliency sees it: BatchNorm-folded when
-        ``engine.fold_batchnorm`` (a folded model has its own identity, hence cache entries)."""
+    def saliency_classifier(self, model: ModelSpec | None = None) -> Classifier:
+        """Load the classifier (``model``: a localiser's instead) as the run's saliency sees it:
+        BatchNorm-folded when ``engine.fold_batchnorm``, its 1 x 1 convolutions matrix products
+        on the CPU when ``engine.pointwise_matmul`` (each copy has its own identity, hence cache
+        entries)."""
         from wsol_bench.models import build_classifier
         from wsol_bench.models.batchnorm import fold_batchnorm
+        from wsol_bench.models.pointwise import with_pointwise_matmul
 
-        classifier = self.classifier or build_classifier(self.model)
-        return fold_batchnorm(classifier) if self.engine.fold_batchnorm else classifier
+        classifier = build_classifier(model) if model is not None else self.classifier or build_classifier(self.model)
+        if self.engine.fold_batchnorm:
+            classifier = fold_batchnorm(classifier)
+        if self.engine.pointwise_matmul and classifier.device.type == "cpu":
+            classifier = with_pointwise_matmul(classifier)
+        return classifier
+
+    def pipeline(self) -> Pipeline:
+        """The run's stages, loaded (the classifier and any localisers' models)."""
+        localisers = tuple(Localiser(loc.method or self.method, self.saliency_classifier(loc.model), loc.crops)
+                           for loc in self.localisers)
+        return Pipeline(self.saliency_classifier(), self.method, self.crops, self.extractor, self.evaluators,
+                        localisers, self.own_maps)
 
     def device(self) -> torch.device:
         """Where the classifier runs (a built classifier's own device)."""
@@ -110,21 +137,29 @@ class LocalisationPlan:
         return {
             "data": {**data.identity, "image_stats_sha256": image_stats_digest(data)},
             "model": {**(self.classifier.identity if self.classifier else params_dict(self.model)),
-                      "fold_batchnorm": self.engine.fold_batchnorm},
+                      "fold_batchnorm": self.engine.fold_batchnorm, "pointwise_matmul": self.engine.pointwise_matmul},
             "saliency": part_identity(self.method),
             "tta": params_dict(self.crops),
             "segmentation": part_identity(self.extractor),
             "evaluation": {evaluator_name(e): params_dict(e) for e in self.evaluators},
             "batch_images": self.engine.batch_images,
             "save_maps": self.run.save_maps,
+            **({"ensemble": {"own_maps": self.own_maps, "localisers": [
+                {"model": params_dict(loc.model), "tta": params_dict(loc.crops),
+                 "saliency": part_identity(loc.method or self.method)} for loc in self.localisers]}}
+               if self.localisers else {}),
         }
 
     def description(self, model: str, data: EvaluationSet) -> dict[str, str]:
         """Model, saliency method, crops, box extractor and data (the reports' headline)."""
         crops = self.crops
+        ensemble = "".join(f" + {method_label(loc.method or self.method)} of {loc.model.name} at "
+                           f"{loc.crops.crops} x {loc.crops.crop}px of {loc.crops.resize}px" for loc in self.localisers)
+        if ensemble and not self.own_maps:
+            ensemble = f" (maps:{ensemble[2:]})"
         return {
             "model": model,
-            "saliency": method_label(self.method),
+            "saliency": method_label(self.method) + ensemble,
             "crops": f"{crops.crops} x {crops.crop}px of {crops.resize}px, top-{crops.top_k}",
             "segmentation": method_name(self.extractor),
             "data": data_label(self.dataset, len(data.image_ids)),
@@ -241,8 +276,8 @@ def _torchrun_rank(job: RankJob, info: DistInfo, out: Path) -> dict[str, Any] | 
 
 def _localise(job: RankJob, info: DistInfo, out: Path) -> dict[str, Any] | None:
     plan, data = job.plan, job.data
-    classifier = plan.saliency_classifier()
-    pipeline = Pipeline(classifier, plan.method, plan.crops, plan.extractor, plan.evaluators)
+    pipeline = plan.pipeline()
+    classifier = pipeline.classifier
     records_dir = out / "records"
     if info.is_main:
         atomic_write(records_dir / SALIENCY_NAMESPACE, json.dumps(pipeline.saliency_namespace(), indent=1) + "\n")

@@ -1,8 +1,9 @@
 """How a localisation run computes (``engine``) and behaves (``run``), and the ``auto`` rules.
 
 Neither section changes a run's figures, except ``engine.fold_batchnorm`` (a verified copy
-of the model with BatchNorms folded into convolutions: maps equal to float rounding), which
-therefore keys the saliency cache and the run's manifest.
+of the model with BatchNorms folded into convolutions) and ``engine.pointwise_matmul`` (on the
+CPU, a copy with 1 x 1 convolutions as matrix products): maps equal to float rounding, so
+both key the saliency cache and the run's manifest.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class EngineSettings:
     cache: bool = True  # keep saliency results on disk, keyed by model, method, parameters, crops, image bytes
     cache_dir: str = "outputs/.saliency_cache"
     fold_batchnorm: bool = True  # saliency on a copy with BatchNorms folded into convolutions (same logits)
+    pointwise_matmul: bool = True  # on the CPU, 1 x 1 convolutions as matrix products (a copy; same maps)
 
     def __post_init__(self) -> None:
         require(self.batch_images >= 1, "batch_images", self.batch_images, ">= 1")

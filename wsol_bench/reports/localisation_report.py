@@ -30,8 +30,9 @@ from wsol_bench.reports.sections import section_of
 
 def per_image_table(records: Sequence[ImageRecord], data: EvaluationSet) -> pd.DataFrame:
     """One row per image: status, size, each guess (class, logit, box ``x0 y0 x1 y1`` in
-    original pixels, IoU with the best ground-truth box of its class), the GT-known box,
-    fallbacks, stage timings."""
+    original pixels, ``iou_same_class_k``: the devkit's IoU, with the best ground-truth box of
+    the guess's class, 0 when the image has none; the per-image figure shows the same), the
+    GT-known box, fallbacks, stage timings."""
     rows = []
     for r in records:
         truth = data.ground_truth.get(r.image_id)
@@ -39,7 +40,7 @@ def per_image_table(records: Sequence[ImageRecord], data: EvaluationSet) -> pd.D
         for k, (synset, score, box) in enumerate(zip(r.synsets, r.scores, r.boxes), start=1):
             same_class = truth.boxes_of(synset) if truth else []
             guesses.update({f"synset_{k}": synset, f"score_{k}": score, f"box_{k}": " ".join(map(str, box)),
-                            f"iou_{k}": max((box.iou(b) for b in same_class), default=0.0)})
+                            f"iou_same_class_{k}": max((box.iou(b) for b in same_class), default=0.0)})
         rows.append({
             "index": r.index,
             "image_id": r.image_id,

@@ -92,7 +92,10 @@ def image_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
         raise ValueError(f"expected an HxWx3 RGB image, got shape {image.shape}")
     if image.dtype != np.uint8:
         raise ValueError(f"expected a uint8 image, got {image.dtype}")
-    t = torch.from_numpy(np.ascontiguousarray(image)).to(device, non_blocking=True)
+    array = np.ascontiguousarray(image)
+    if not array.flags.writeable:  # a read-only decoded image: torch wants a writable buffer
+        array = array.copy()
+    t = torch.from_numpy(array).to(device, non_blocking=True)
     return t.permute(2, 0, 1).float().div_(255.0)
 
 

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from wsol_bench.data.sources import PATH_KEYS, DatasetSpec
 from wsol_bench.metrics import METRICS, Evaluator
 from wsol_bench.models import ModelSpec
-from wsol_bench.pipeline.run import LocalisationPlan
+from wsol_bench.pipeline.run import LocalisationPlan, LocaliserSpec
 from wsol_bench.pipeline.settings import EngineSettings, RunSettings
 from wsol_bench.registry import make_params
 from wsol_bench.saliency import (
@@ -27,6 +27,7 @@ from wsol_bench.saliency import (
     SaliencyMethod,
     saliency_method,
 )
+from wsol_bench.saliency.ensemble import EnsembleSettings
 from wsol_bench.segmentation import BOX_EXTRACTORS, BoxExtractor
 
 
@@ -45,6 +46,19 @@ def dataset_spec(cfg: DictConfig) -> DatasetSpec:
         if values.get(key):
             values[key] = os.path.abspath(os.path.expanduser(str(values[key])))
     return make_params(DatasetSpec, values, "dataset")
+
+
+def with_absolute_paths(cfg: DictConfig) -> DictConfig:
+    """A copy of ``cfg`` whose data and cache paths are absolute (what a run stores in its
+    ``.hydra/config.yaml``, so ``task=figures`` and resumes work from any directory)."""
+    out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    assert isinstance(out, DictConfig)
+    for key in (*PATH_KEYS, "root", "demo_dir"):
+        if out.dataset.get(key):
+            out.dataset[key] = os.path.abspath(os.path.expanduser(str(out.dataset[key])))
+    if out.get("engine") is not None and out.engine.get("cache_dir"):
+        out.engine.cache_dir = os.path.abspath(os.path.expanduser(str(out.engine.cache_dir)))
+    return out
 
 
 def resolve_demo(spec: DatasetSpec) -> DatasetSpec:
@@ -85,6 +99,32 @@ def box_extractor_from(cfg: DictConfig) -> BoxExtractor:
     return BOX_EXTRACTORS.create(str(name), values, "segmentation")
 
 
+def localisers_from(cfg: DictConfig) -> tuple[tuple[LocaliserSpec, ...], bool]:
+    """The ``ensemble`` section: its localisers (each a ``model`` section, a ``tta`` section
+    and optionally a ``saliency`` section, checked as the run's own) and ``own_maps``."""
+    values = section(cfg, "ensemble")
+    values["localisers"] = tuple(values.get("localisers") or ())
+    settings = make_params(EnsembleSettings, values, "ensemble")
+    specs = []
+    for i, entry in enumerate(settings.localisers):
+        where = f"ensemble.localisers[{i}]"
+        unknown = sorted(set(entry) - {"model", "tta", "saliency"})
+        if unknown:
+            raise ValueError(f"{where}.{unknown[0]}: not a key of a localiser (model, tta, saliency)")
+        model = {k: tuple(v) if k in ("mean", "std") and v is not None else v
+                 for k, v in dict(entry.get("model") or {}).items()}
+        method = None
+        if entry.get("saliency"):
+            params = dict(entry["saliency"])
+            name = params.pop("method", None)
+            if not name:
+                raise ValueError(f"{where}.saliency.method is not set")
+            method = saliency_method(str(name), params.pop("noise_tunnel", None), **params)
+        specs.append(LocaliserSpec(make_params(ModelSpec, model, f"{where}.model"),
+                                   make_params(CropSettings, dict(entry.get("tta") or {}), f"{where}.tta"), method))
+    return tuple(specs), settings.own_maps
+
+
 def metric_key(name: str) -> str:
     """Where a metric's settings live in ``evaluation``: its name, or for ``pkg.mod:Class``
     the class's ``name`` (else the class name), since Hydra keys cannot hold ``:``."""
@@ -113,8 +153,16 @@ def evaluators_from(cfg: DictConfig) -> tuple[Evaluator, ...]:
     return tuple(evaluators)
 
 
+def _engine_settings(cfg: DictConfig) -> EngineSettings:
+    values = section(cfg, "engine")
+    if values.get("cache_dir"):
+        values["cache_dir"] = os.path.abspath(os.path.expanduser(str(values["cache_dir"])))
+    return make_params(EngineSettings, values, "engine")
+
+
 def localisation_plan(cfg: DictConfig) -> LocalisationPlan:
     """Check and build every part of a localisation run from ``cfg`` (nothing is loaded)."""
+    localisers, own_maps = localisers_from(cfg)
     plan = LocalisationPlan(
         dataset=dataset_spec(cfg),
         model=model_spec(cfg),
@@ -122,8 +170,10 @@ def localisation_plan(cfg: DictConfig) -> LocalisationPlan:
         crops=make_params(CropSettings, section(cfg, "tta"), "tta"),
         extractor=box_extractor_from(cfg),
         evaluators=evaluators_from(cfg),
-        engine=make_params(EngineSettings, section(cfg, "engine"), "engine"),
+        engine=_engine_settings(cfg),
         run=make_params(RunSettings, section(cfg, "run"), "run"),
+        localisers=localisers,
+        own_maps=own_maps,
     )
     guesses = max((getattr(e, "max_guesses", 0) for e in plan.evaluators), default=0)
     if guesses > plan.crops.top_k:
@@ -134,4 +184,4 @@ def localisation_plan(cfg: DictConfig) -> LocalisationPlan:
 
 
 __all__ = ["PATH_KEYS", "box_extractor_from", "dataset_spec", "evaluators_from", "localisation_plan", "model_spec",
-           "resolve_demo", "saliency_from", "section"]
+           "resolve_demo", "saliency_from", "section", "with_absolute_paths"]

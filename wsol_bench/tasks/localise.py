@@ -13,7 +13,7 @@ from wsol_bench.data.sources import load_evaluation_set
 from wsol_bench.pipeline.launch import already_a_rank
 from wsol_bench.pipeline.run import run_localisation
 from wsol_bench.tasks import check_output_dir, is_rank_zero, run_dir, write_hydra_files
-from wsol_bench.tasks.factory import localisation_plan, resolve_demo
+from wsol_bench.tasks.factory import localisation_plan, resolve_demo, with_absolute_paths
 
 
 def run(cfg: DictConfig) -> float | None:
@@ -24,7 +24,7 @@ def run(cfg: DictConfig) -> float | None:
         check_output_dir(out, plan.run.resume)
     data = load_evaluation_set(resolve_demo(plan.dataset), lenient=True)
     result = run_localisation(plan, data, out, log_file=_log_file(),
-                              on_prepared=lambda: write_hydra_files(out, cfg, plan.run.resume))
+                              on_prepared=lambda: write_hydra_files(out, with_absolute_paths(cfg), plan.run.resume))
     if already_a_rank() and not result:
         return None
     print((out / "report.md").read_text())
