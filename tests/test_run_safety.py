@@ -370,3 +370,23 @@ def wsol_box(text: str, synset: str):
     from wsol_bench.boxes import Box
 
     return Box(*(int(v) for v in text.split()), synset)
+
+
+@pytest.mark.slow  # a real run, interrupted
+def test_ctrl_c_says_how_to_resume_in_one_line(tmp_path, small_set):
+    import signal
+
+    out = tmp_path / "run"
+    args = [a for a in small_run_overrides(*small_set, out) if not a.startswith("run.processes")]
+    proc = subprocess.Popen([sys.executable, "-m", "wsol_bench", *args, "run.processes=2"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not list((out / "records").glob("part-*")):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the interrupt arrived")
+    assert proc.returncode == 130, output[-3000:]
+    assert f"resume with the same command and hydra.run.dir={out} run.resume=true" in output
+    assert "Traceback" not in output and "leaked semaphore" not in output

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import signal
 import sys
 import tempfile
 import uuid
@@ -41,6 +42,7 @@ def already_a_rank() -> bool:
 def run_ranks(fn: Callable[..., Any], args: tuple, world: int, threads: int, log_file: str | None = None) -> None:
     """Run ``fn(*args)`` in ``world`` ranks, ``threads`` torch threads each; raises
     :class:`RankFailed` with the first failing rank's error."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -51,15 +53,24 @@ def run_ranks(fn: Callable[..., Any], args: tuple, world: int, threads: int, log
         config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=world, run_id=uuid.uuid4().hex,
                               rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.2,
                               start_method="spawn")
-        launcher_log = logging.getLogger("torch.distributed.elastic")
-        level = launcher_log.level
-        launcher_log.setLevel(logging.WARNING)  # its start-up report is noise in a run's log
+        # the launcher's start-up and shut-down reports are noise in a run's log (each of its loggers
+        # has its own level, so each is quietened)
+        quiet = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
+                 if name.startswith("torch.distributed.elastic")]
+        levels = [q.level for q in quiet]
+        for q in quiet:
+            q.setLevel(logging.ERROR)
         try:
             elastic_launch(config, sys.executable)("-m", "wsol_bench.pipeline.launch", job)
         except ChildFailedError as err:
             raise RankFailed(_failure_message(err, world)) from None
+        except SignalException as err:  # the launcher stopped the ranks on a signal to this process
+            if err.sigval == signal.SIGINT:
+                raise KeyboardInterrupt from None
+            raise RankFailed(f"the run was stopped by {signal.Signals(err.sigval).name}") from None
         finally:
-            launcher_log.setLevel(level)
+            for q, level in zip(quiet, levels):
+                q.setLevel(level)
     finally:
         os.unlink(job)
 
