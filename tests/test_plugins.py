@@ -93,12 +93,30 @@ def test_stages_import_without_hydra():
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
 
 
+def readme_python_blocks() -> list[str]:
+    section = (REPO / "README.md").read_text().split("## Python API", 1)[1].split("\n## ", 1)[0]
+    return [b.split("```", 1)[0] for b in section.split("```python\n")[1:]]
+
+
+@pytest.mark.slow  # gradcam on 20 real images
+def test_the_readme_run_example_prints_what_the_readme_says(shared_sample, tmp_path, monkeypatch, capsys):
+    import ast
+
+    block = readme_python_blocks()[0]
+    assert '"../shared/ilsvrc_val_sample"' in block
+    monkeypatch.chdir(tmp_path)  # its out_dir is relative: nothing lands in the repository
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    block = block.replace('"../shared/ilsvrc_val_sample"', repr(str(shared_sample)))
+    exec(compile(block, "README.md (Python API, run)", "exec"), {})
+    printed = ast.literal_eval(capsys.readouterr().out.strip().splitlines()[-1])
+    section = (REPO / "README.md").read_text().split("## Python API", 1)[1]
+    documented = ast.literal_eval(section.split("printed (of the 20 images", 1)[1].split("```\n", 2)[1].strip())
+    assert printed == pytest.approx(documented)
+
+
 @pytest.mark.slow
-def test_the_readme_python_example_runs_as_written(capsys):
-    text = (REPO / "README.md").read_text()
-    section = text.split("## Python API", 1)[1]
-    code = section.split("```python", 1)[1].split("```", 1)[0]
-    exec(compile(code, "README.md (Python API)", "exec"), {})
+def test_the_readme_one_image_example_runs_as_written(capsys):
+    exec(compile(readme_python_blocks()[1], "README.md (Python API, one image)", "exec"), {})
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].startswith("n0212") and "Box(" in printed[0]  # a cat class for chelsea
     assert printed[-1] == "[0.0, 0.0, 0.0, 0.0, 0.0]"

@@ -406,3 +406,31 @@ def test_methods_never_share_cache_namespaces():
     spaces = [Pipeline(clf, m, CropSettings(), extractor).saliency_namespace() for m in methods]
     for a, b in itertools.combinations(spaces, 2):
         assert a != b
+
+
+def test_bfloat16_precision_is_autocast_and_its_own_cache_namespace():
+    """``engine.precision=bfloat16`` runs the saliency call under bfloat16 autocast: maps near
+    float32's but not equal (the convolutions ran in bfloat16), logits still float32, and a
+    cache namespace of its own; float32's namespace is unchanged by the option."""
+    from wsol_bench.data.images import LoadedImage
+    from wsol_bench.pipeline.engine import Pipeline
+    from wsol_bench.segmentation import BOX_EXTRACTORS
+
+    clf = classifier_of(small_net())
+    extractor = BOX_EXTRACTORS.create("threshold", {}, "segmentation")
+    image = np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    loaded = [LoadedImage(0, "a", (40, 48), image)]
+    crops = CropSettings(resize=40, crop=32, crops=2, top_k=2)
+    results = {}
+    for precision in ("float32", "bfloat16"):
+        pipe = Pipeline(clf, saliency_method("gradient"), crops, extractor, precision=precision)
+        [results[precision]] = pipe.saliency(loaded, [[]], 7)
+        results[precision + "_space"] = pipe.saliency_namespace()
+    assert "precision" not in results["float32_space"]
+    assert results["bfloat16_space"] == {**results["float32_space"], "precision": "bfloat16"}
+    f32, b16 = results["float32"], results["bfloat16"]
+    assert b16.logits.dtype == np.float32 and b16.maps.dtype == f32.maps.dtype
+    assert not np.array_equal(f32.logits, b16.logits)
+    np.testing.assert_allclose(b16.logits, f32.logits, rtol=0.05, atol=0.05)
+    [reference] = image_saliency(saliency_method("gradient"), clf, [image], crops)
+    np.testing.assert_array_equal(reference.maps, f32.maps)  # float32 is the plain call

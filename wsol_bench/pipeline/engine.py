@@ -80,10 +80,11 @@ class Pipeline:
     evaluators: tuple[Evaluator, ...] = ()
     localisers: tuple[Localiser, ...] = ()
     own_maps: bool = True
+    precision: str = "float32"  # "bfloat16": the saliency calls under bfloat16 autocast
 
     def saliency_namespace(self) -> dict[str, Any]:
         """What, besides the image, a saliency result depends on (the cache namespace): the
-        model, method and crops (and every localiser's)."""
+        model, method and crops (and every localiser's), and a precision other than float32."""
         namespace: dict[str, Any] = {
             "model": self.classifier.identity,
             "saliency": {"method": _part_name(self.method), "params": params_dict(self.method),
@@ -93,12 +94,20 @@ class Pipeline:
             namespace["ensemble"] = {"own_maps": self.own_maps, "localisers": [
                 {"model": loc.classifier.identity, "method": _part_name(loc.method),
                  "params": params_dict(loc.method), "crops": params_dict(loc.crops)} for loc in self.localisers]}
+        if self.precision != "float32":
+            namespace["precision"] = self.precision
         return namespace
 
     def saliency(self, images: Sequence[LoadedImage], extra: Sequence[Sequence[int]],
                  num_classes: int) -> list[SaliencyResult]:
         """The maps of ``images``' top-k classes and ``extra`` ones: the method's own, or the
         ensemble's (:func:`~wsol_bench.saliency.ensemble.ensemble_saliency`, in the same frame)."""
+        dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[self.precision]
+        with torch.autocast(self.classifier.device.type, dtype=dtype, enabled=dtype != torch.float32):
+            return self._saliency(images, extra, num_classes)
+
+    def _saliency(self, images: Sequence[LoadedImage], extra: Sequence[Sequence[int]],
+                  num_classes: int) -> list[SaliencyResult]:
         if not self.localisers:
             return image_saliency(self.method, self.classifier, [_resized(im) for im in images], self.crops,
                                   extra_classes=extra, num_classes=num_classes)

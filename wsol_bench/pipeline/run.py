@@ -124,7 +124,7 @@ class LocalisationPlan:
         localisers = tuple(Localiser(loc.method or self.method, self.saliency_classifier(loc.model), loc.crops)
                            for loc in self.localisers)
         return Pipeline(self.saliency_classifier(), self.method, self.crops, self.extractor, self.evaluators,
-                        localisers, self.own_maps)
+                        localisers, self.own_maps, self.engine.precision)
 
     def device(self) -> torch.device:
         """Where the classifier runs (a built classifier's own device)."""
@@ -137,7 +137,8 @@ class LocalisationPlan:
         return {
             "data": {**data.identity, "image_stats_sha256": image_stats_digest(data)},
             "model": {**(self.classifier.identity if self.classifier else params_dict(self.model)),
-                      "fold_batchnorm": self.engine.fold_batchnorm, "pointwise_matmul": self.engine.pointwise_matmul},
+                      "fold_batchnorm": self.engine.fold_batchnorm, "pointwise_matmul": self.engine.pointwise_matmul,
+                      "precision": self.engine.precision},
             "saliency": part_identity(self.method),
             "tta": params_dict(self.crops),
             "segmentation": part_identity(self.extractor),

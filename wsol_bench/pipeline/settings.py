@@ -3,7 +3,9 @@
 Neither section changes a run's figures, except ``engine.fold_batchnorm`` (a verified copy
 of the model with BatchNorms folded into convolutions) and ``engine.pointwise_matmul`` (on the
 CPU, a copy with 1 x 1 convolutions as matrix products): maps equal to float rounding, so
-both key the saliency cache and the run's manifest.
+both key the saliency cache and the run's manifest; and ``engine.precision=bfloat16``
+(saliency under bfloat16 autocast: maps and classes change, docs/benchmarks.md), which keys
+them too.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class EngineSettings:
     cache_dir: str = "outputs/.saliency_cache"
     fold_batchnorm: bool = True  # saliency on a copy with BatchNorms folded into convolutions (same logits)
     pointwise_matmul: bool = True  # on the CPU, 1 x 1 convolutions as matrix products (a copy; same maps)
+    precision: Literal["float32", "bfloat16"] = "float32"  # saliency's forward and backward (bfloat16: autocast)
 
     def __post_init__(self) -> None:
         require(self.batch_images >= 1, "batch_images", self.batch_images, ">= 1")
@@ -41,6 +44,7 @@ class EngineSettings:
             value = getattr(self, key)
             require(value == "auto" or value >= 0, key, value, "auto or an integer >= 0")
         require(bool(self.cache_dir), "cache_dir", self.cache_dir, "a folder")
+        require(self.precision in ("float32", "bfloat16"), "precision", self.precision, "float32 or bfloat16")
 
     def resolved_segmentation_workers(self, device: torch.device, world_size: int) -> int:
         """``segmentation_workers``, ``auto`` resolved: 0 on the CPU (the ranks keep every core
