@@ -29,7 +29,7 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from wsol_bench.metrics.intervals import wilson_interval  # noqa: E402
+from wsol_bench.metrics.intervals import wilson_interval
 
 ORDER = ("gradient", "gradient_x_input", "smoothgrad", "integrated_gradients", "guided_backprop", "gradcam", "cam",
          "random")
@@ -99,8 +99,8 @@ def main() -> None:
         n_sanity = int(sanity["n_images"].max()) if len(sanity) else 0
 
     sanity_head = f"randomised: Spearman ({n_sanity} images)" if sanity is not None else "randomised: Spearman"
-    columns = ["method", "images", "GT-known loc. error", "MaxBoxAccV2 (%)", "pointing game", "deletion AUC (lower better)",
-               "insertion AUC", "ROAD combined", sanity_head, "randomised: SSIM"]
+    columns = ["method", "images", "GT-known loc. error", "MaxBoxAccV2 (%)", "pointing game",
+               "deletion AUC (lower better)", "insertion AUC", "ROAD combined", sanity_head, "randomised: SSIM"]
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
     for name, m in metrics.items():

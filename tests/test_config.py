@@ -17,8 +17,8 @@ from wsol_bench.metrics import METRICS
 from wsol_bench.models import ModelSpec
 from wsol_bench.pipeline.settings import EngineSettings, RunSettings
 from wsol_bench.registry import params_dict
-from wsol_bench.sanity import SanitySettings
 from wsol_bench.saliency import SALIENCY_METHODS, CropSettings, NoiseTunnel
+from wsol_bench.sanity import SanitySettings
 from wsol_bench.segmentation import BOX_EXTRACTORS
 from wsol_bench.tasks.factory import localisation_plan
 

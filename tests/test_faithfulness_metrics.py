@@ -131,7 +131,7 @@ def test_insertion_blurs_by_default_and_the_map_orders_the_pixels(toy):
     assert ev.substrate == "blur" and Deletion().substrate == "mean"
     state = ev.image_state(sample(image, saliency, classifier))
     # the blurred red channel: RISE's gkern(11, 5) with zero padding of the normalised image
-    from scipy.ndimage import gaussian_filter, convolve
+    from scipy.ndimage import convolve, gaussian_filter
 
     impulse = np.zeros((11, 11))
     impulse[5, 5] = 1
@@ -247,7 +247,8 @@ def test_nan_map_fails_that_metric_only_and_is_counted(toy):
 def test_constant_map_and_constant_scores_are_defined(toy):
     image, saliency, weight = toy
     flat = np.full_like(saliency, 0.3)
-    state = Deletion(crop=8, n_steps=5, baseline="black").image_state(sample(image, flat, toy_classifier(RedSum(weight))))
+    deletion = Deletion(crop=8, n_steps=5, baseline="black")
+    state = deletion.image_state(sample(image, flat, toy_classifier(RedSum(weight))))
     by_index = hand_curve(image, np.arange(143, 0, -1, dtype=np.float32).reshape(11, 13), weight, "deletion",
                           np.zeros((8, 8)), 5)  # a constant map deletes in row-major index order
     assert state["deletion_auc"] == pytest.approx(trapezoid(by_index), abs=1e-6)

@@ -13,9 +13,15 @@ from torch import nn
 from tests.helpers import run_cli
 from wsol_bench.models import Classifier
 from wsol_bench.registry import make_params
-from wsol_bench.sanity import (SanityImage, SanitySettings, centre_crop, randomisation_test, sanity_methods,
-                               write_sanity_outputs)
 from wsol_bench.saliency import saliency_method
+from wsol_bench.sanity import (
+    SanityImage,
+    SanitySettings,
+    centre_crop,
+    randomisation_test,
+    sanity_methods,
+    write_sanity_outputs,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -154,9 +154,11 @@ def test_corrupt_part_is_redone(tmp_path, small_set, reference_run):
 FAITHFULNESS = ("evaluation.metrics=[ilsvrc,deletion,insertion,road]", "tta.crops=1", "tta.top_k=1",
                 "evaluation.ilsvrc.max_guesses=1",
                 "evaluation.deletion.crop=56", "evaluation.insertion.crop=56", "evaluation.road.crop=56",
-                "evaluation.deletion.n_steps=8", "evaluation.insertion.n_steps=8", "evaluation.road.percentiles=[30,70]")
-FAITHFULNESS_KEYS = ("deletion_auc", "deletion_auc_ci95", "deletion_auc_n_images", "insertion_auc", "insertion_auc_ci95",
-                     "road_morf", "road_lerf", "road_combined", "road_combined_ci95", "road_n_images")
+                "evaluation.deletion.n_steps=8", "evaluation.insertion.n_steps=8",
+                "evaluation.road.percentiles=[30,70]")
+FAITHFULNESS_KEYS = ("deletion_auc", "deletion_auc_ci95", "deletion_auc_n_images", "insertion_auc",
+                     "insertion_auc_ci95", "road_morf", "road_lerf", "road_combined", "road_combined_ci95",
+                     "road_n_images")
 
 
 def test_faithfulness_figures_sharded_and_resumed_equal_one_process(tmp_path, small_set):

@@ -66,8 +66,9 @@ class Road(PerImageMeans):
             return None
         classifier = sample.classifier
         normalised = classifier.normalise(item.image[None])[0]
-        result = road(lambda x: classifier.module(model_layout(x)), normalised, minmax(item.saliency).astype("float32"), item.target,
-                      self.percentiles, self.noise, image_seed(self.seed, sample.image_id), self.batch_size)
+        saliency = minmax(item.saliency).astype("float32")
+        result = road(lambda x: classifier.module(model_layout(x)), normalised, saliency, item.target, self.percentiles,
+                      self.noise, image_seed(self.seed, sample.image_id), self.batch_size)
         return {"road_morf": result.morf_mean, "road_lerf": result.lerf_mean, "road_combined": result.combined}
 
     def compute(self) -> dict[str, Any]:

@@ -52,7 +52,8 @@ class RandomMap(SaliencyMethod):
 
     def forward(self, classifier: Classifier, crops: torch.Tensor) -> RandomStep:
         """The crops' logits (one forward pass, no gradients); the maps need no network."""
-        return RandomStep(clean_scores(classifier, crops), crop_digests(crops), self.seed, tuple(crops.shape[2:]))
+        size = (crops.shape[2], crops.shape[3])
+        return RandomStep(clean_scores(classifier, crops), crop_digests(crops), self.seed, size)
 
 
 @dataclass

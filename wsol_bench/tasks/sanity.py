@@ -23,8 +23,14 @@ from wsol_bench.data.images import ImageReadError, read_rgb
 from wsol_bench.data.sources import load_evaluation_set
 from wsol_bench.frames import resize_shorter_side
 from wsol_bench.registry import make_params
-from wsol_bench.sanity import (SanityImage, SanitySettings, centre_crop, randomisation_test, sanity_methods,
-                               write_sanity_outputs)
+from wsol_bench.sanity import (
+    SanityImage,
+    SanitySettings,
+    centre_crop,
+    randomisation_test,
+    sanity_methods,
+    write_sanity_outputs,
+)
 from wsol_bench.tasks import run_dir
 from wsol_bench.tasks.factory import dataset_spec, model_spec, resolve_demo, section
 
