@@ -12,11 +12,12 @@ run of each counted:
   matrix products; one forward pass, one backward pass per class rank);
 * ``folded``: the same without the matrix products (the previous default);
 * ``unfolded``: the model as loaded;
-* with ``--variants``, also: ``batched``: the shipped copy with every class rank in one
-  batched backward pass (``torch.autograd.grad(..., is_grads_batched=True)``); ``bfloat16``:
-  the shipped copy under ``torch.autocast("cpu", torch.bfloat16)``; ``compiled``: the
-  shipped copy's module through ``torch.compile`` (its compilation untimed, in the warm-up);
-  ``batch2``: the shipped copy with two images per call (20 crops: oneDNN's 1 x 1 kernels).
+* with ``--variants``, also: ``batched``: the folded copy (the matrix-product copy's
+  backward cannot run under vmap) with every class rank in one batched backward pass
+  (``torch.autograd.grad(..., is_grads_batched=True)``); ``bfloat16``: the shipped copy
+  under ``torch.autocast("cpu", torch.bfloat16)``; ``compiled``: the shipped copy's module
+  through ``torch.compile`` (its compilation untimed, in the warm-up); ``batch2``: the
+  shipped copy with two images per call (20 crops: oneDNN's 1 x 1 kernels).
 
 Printed: wall and CPU seconds per image and peak memory of each variant, each variant's
 largest map difference from ``unfolded`` (relative to the map's maximum) and whether the
@@ -134,7 +135,7 @@ def worker(args: argparse.Namespace) -> None:
     classifier = build_classifier(ModelSpec(device="cpu"))
     if args.worker != "unfolded" and args.worker != "captum":
         classifier = fold_batchnorm(classifier)
-    if args.worker not in ("unfolded", "captum", "folded"):
+    if args.worker not in ("unfolded", "captum", "folded", "batched"):  # vmap cannot run the matmul backward
         classifier = with_pointwise_matmul(classifier)
     if args.worker == "compiled":
         classifier = replace(classifier, module=torch.compile(classifier.module, dynamic=False))

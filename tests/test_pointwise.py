@@ -28,6 +28,22 @@ def test_outputs_and_input_gradients_equal_the_convolution(bias, layout):
     assert got.is_contiguous(memory_format=torch.channels_last) and not list(fast.parameters())
 
 
+def test_under_bfloat16_autocast_it_runs_in_bfloat16_as_the_convolution_does():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(16, 24, 1)
+    x = torch.randn(3, 16, 9, 7, requires_grad=True)
+    upstream = torch.randn(3, 24, 9, 7)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected, got = conv(x), PointwiseConv(conv)(x)
+    assert got.dtype == expected.dtype == torch.bfloat16
+    (expected_grad,) = torch.autograd.grad(expected, x, upstream.bfloat16())
+    (got_grad,) = torch.autograd.grad(got, x, upstream.bfloat16())
+    assert got_grad.dtype == torch.float32
+    torch.testing.assert_close(got.float(), expected.float(), rtol=0.02, atol=0.02)
+    torch.testing.assert_close(got_grad, expected_grad, rtol=0.02, atol=0.02)
+    assert not torch.allclose(got.float(), conv(x), rtol=1e-5, atol=1e-6)  # bfloat16, not float32
+
+
 def test_only_plain_1x1_convolutions_are_rewritten_in_a_copy():
     net = nn.Sequential(nn.Conv2d(3, 8, 1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 8, 1, stride=2),
                         nn.Conv2d(8, 8, 1, groups=2), nn.Sequential(nn.Conv2d(8, 4, 1)))

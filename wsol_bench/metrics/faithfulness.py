@@ -11,8 +11,8 @@ they perturb, the class they score, per-image seeds and the streaming mean with 
   (:meth:`MapSample.class_of`); an image without a map of it (never, in a run: the engine
   always adds the ground-truth class) has no state.
 * **Speed**: the perturbed batches enter the network channels-last on the CPU
-  (:func:`wsol_bench.saliency.backprop.model_layout`: 22 % less time per Lite0 forward pass,
-  measured; the values agree to float rounding).
+  (:func:`wsol_bench.saliency.backprop.model_layout`: faster on oneDNN; the values agree to
+  float rounding).
 * **Figures**: the mean over the images with a state, with a 95 % Student-t interval of the
   mean (``mean +- t(0.975, n - 1) s / sqrt(n)``, ``s`` the sample standard deviation;
   ``None`` below two images); images without a state (failed, or the metric failed on

@@ -7,7 +7,8 @@ activations (``(N H W, C_in) x (C_in, C_out)``) runs in the BLAS. :func:`pointwi
 makes that rewrite in a copy of a module: each plain ``nn.Conv2d`` with a 1 x 1 kernel,
 stride 1, no padding, one group, becomes a :class:`PointwiseConv` with the same weights, whose
 outputs and input gradients equal the convolution's to float rounding (a different
-summation order; tested against ``nn.Conv2d``). Gradients flow to the input only: the
+summation order; tested against ``nn.Conv2d``); under autocast it runs in autocast's dtype,
+as the convolution does. Gradients flow to the input only: the
 weights are buffers.
 """
 
@@ -60,7 +61,11 @@ class PointwiseConv(nn.Module):
         self.register_buffer("bias", None if conv.bias is None else conv.bias.detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _PointwiseFunction.apply(x, self.weight, self.bias)
+        weight, bias, device = self.weight, self.bias, x.device.type
+        if torch.is_autocast_enabled(device):  # run in autocast's dtype, as autocast runs nn.Conv2d
+            dtype = torch.get_autocast_dtype(device)
+            x, weight, bias = x.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype)
+        return _PointwiseFunction.apply(x, weight, bias)
 
 
 def is_pointwise(module: nn.Module) -> bool:
