@@ -239,7 +239,7 @@ class LoadedImage:
     index: int  # position in the evaluated set (sorted file-name order)
     image_id: str
     original_size: tuple[int, int]  # (height, width); (0, 0) when decoding failed
-    resized: np.ndarray | None  # H x W x 3 uint8, shorter side = saliency.resize
+    resized: np.ndarray | None  # H x W x 3 uint8, shorter side = tta.resize
     content_sha256: str = ""
     error: str | None = None
     decode_seconds: float = 0.0

@@ -39,14 +39,14 @@ def crop_windows(height: int, width: int, crop: int, n_crops: int) -> list[CropW
     Centre offsets round down. Raises ``ValueError`` if the frame is smaller than the crop.
     """
     if n_crops not in CROP_COUNTS:
-        raise ValueError(f"saliency.crops must be 1 (centre), 2 (centre and its reflection) or 10 "
+        raise ValueError(f"tta.crops must be 1 (centre), 2 (centre and its reflection) or 10 "
                          f"(corners, centre and reflections), not {n_crops}")
     if crop < 1:
         raise ValueError(f"crop size must be positive, not {crop}")
     if height < crop or width < crop:
         raise ValueError(
             f"the {height}x{width} frame is smaller than the {crop}x{crop} crop: resize its shorter side "
-            f"to at least {crop} (saliency.resize >= saliency.crop)"
+            f"to at least {crop} (tta.resize >= tta.crop)"
         )
     cy, cx = (height - crop) // 2, (width - crop) // 2
     b, r = height - crop, width - crop
