@@ -153,6 +153,9 @@ def test_run_on_a_folder_gives_tables_names_and_maps_in_every_frame(tmp_path, to
                             out_dir=tmp_path / "run", processes=1, progress=False)
     assert result.metrics["n_images"] == 3 and result.run_dir == tmp_path / "run"
     assert list(result.per_image.image_id) == ["img0", "img1", "img2"]
+    per_image = result.per_image
+    assert per_image.columns.get_loc("synset_1_name") == per_image.columns.get_loc("synset_1") + 1
+    assert list(per_image.label_name) == ["tench"] * 3  # every toy image is a tench
     assert "name" in result.predictions and (result.predictions.name != "").all()
     assert result.predictions.loc[result.predictions.synset == "n01440764", "name"].eq("tench").all()
     original, resized, wsol = (result.maps("img1", frame=f) for f in ("original", "resized", "wsol"))

@@ -340,7 +340,8 @@ def _listed_set(paths: Sequence[Path], ground_truth: Mapping[str, ImageAnnotatio
 @dataclass
 class RunResult:
     """A finished :func:`run`: ``metrics`` (``metrics.json``), ``per_image`` and ``predictions``
-    (DataFrames, classes as WNIDs with their ``name``), ``run_dir``, and each image's maps on
+    (DataFrames, classes as WNIDs with their names: ``name`` beside ``synset``, ``<column>_name``
+    beside each class column of ``per_image.csv``), ``run_dir``, and each image's maps on
     request (:meth:`maps`, read back from the saliency cache: nothing is recomputed)."""
 
     run_dir: Path
@@ -350,7 +351,11 @@ class RunResult:
 
     @cached_property
     def per_image(self) -> pd.DataFrame:
-        return pd.read_csv(self.run_dir / "per_image.csv")
+        table = pd.read_csv(self.run_dir / "per_image.csv")
+        for column in [c for c in table.columns if c in ("label", "top1_synset") or c.startswith("synset_")]:
+            names = [_class_name(self.data.synsets, str(s)) if isinstance(s, str) else "" for s in table[column]]
+            table.insert(table.columns.get_loc(column) + 1, f"{column}_name", names)
+        return table
 
     @cached_property
     def predictions(self) -> pd.DataFrame:
