@@ -228,6 +228,14 @@ def test_saved_score_maps_are_scored_by_task_evaluate_as_by_the_run(tmp_path):
     assert res.returncode == 0, res.stdout[-3000:]
     run, scored = (json.loads((d / "metrics.json").read_text()) for d in (out, tmp_path / "eval"))
     assert scored["maxboxacc_v2"] == run["maxboxacc_v2"] and scored["maxboxacc"] == run["maxboxacc"]
+    res = run_cli("task=evaluate", "evaluate.format=scoremaps", f"evaluate.predictions={out / 'scoremaps'}",
+                  f"dataset.annotations={REPO / 'data' / 'demo' / 'annotations'}",
+                  "dataset.image_ids=[demo_camera,demo_chelsea,demo_china]", "evaluation.metrics=[maxboxacc]",
+                  "evaluation.maxboxacc.iou_thresholds=[50]", f"hydra.run.dir={tmp_path / 'eval50'}")
+    assert res.returncode == 0, res.stdout[-3000:]
+    at_50 = json.loads((tmp_path / "eval50" / "metrics.json").read_text())
+    assert list(at_50["maxboxacc_v2_at_iou"]) == ["50"] and "pointing_game" not in at_50  # evaluation.* applies
+    assert at_50["maxboxacc_v2"] == run["maxboxacc_v2_at_iou"]["50"]
 
 
 def test_shared_sample_and_task_figures_work_from_any_directory(tmp_path, shared_sample):

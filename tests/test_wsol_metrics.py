@@ -674,3 +674,18 @@ def test_bad_ids_and_unknown_sizes_are_refused(tmp_path):
         write_scoremap(tmp_path, "../escape", np.ones((5, 5)))
     with pytest.raises(ValueError, match="size is unknown"):
         write_metadata(tmp_path, {"x": ImageAnnotation("x", None, None, (Box(0, 0, 1, 1, CLS),))})
+
+
+def test_score_map_sizes_that_disagree_are_an_error_and_metric_settings_apply(tmp_path):
+    """The image file's size against the XML's names both; the pointing game's tolerance (an
+    ``evaluation.*`` setting) changes the score of the same folder."""
+    ann = ImageAnnotation("x", 224, 224, (Box(0, 0, 99, 99, CLS),))
+    peak = np.zeros((224, 224))
+    peak[120, 120] = 1.0  # 21 pixels right of and below the box's corner (99, 99): 29.7 away
+    np.save(tmp_path / "x.npy", peak)
+    with pytest.raises(ValueError, match=r"the image file gives the image size 200x224 but its ground truth "
+                                         r"\(XML <size>\) gives 224x224"):
+        scoremap_figures(tmp_path, {"x": ann}, original_sizes={"x": (224, 200)})
+    near = score_maps(tmp_path, {"x": ann}, [PointingGame(tolerance=15)]).figures
+    far = score_maps(tmp_path, {"x": ann}, [PointingGame(tolerance=30)]).figures
+    assert near["pointing_game"] == 0.0 and far["pointing_game"] == 1.0
